@@ -1,0 +1,5 @@
+"""`python -m ci_cache`."""
+
+from ci_cache.cli import entry
+
+entry()

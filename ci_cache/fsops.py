@@ -1,0 +1,307 @@
+"""File operations that survive Windows: sharing violations, antivirus, read-only files, long paths.
+
+Every file operation of ci-cache goes through here. On POSIX the same API has POSIX semantics and the
+retries simply never trigger. Writes go to a temp name beside the target and are renamed in, so a
+reader never sees half a file or half a folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from ci_cache import osapi
+from ci_cache.errors import StoreError
+
+T = TypeVar("T")
+
+TEMP_PREFIX = ".tmp-cicache-"
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """How long to keep retrying an operation that a sharing violation or a scanner blocks."""
+
+    attempts: int = 8
+    first_delay: float = 0.05
+    max_delay: float = 2.0
+
+
+DEFAULT_BUDGET = RetryBudget()
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def with_retry(op: Callable[[], T], what: str, budget: RetryBudget = DEFAULT_BUDGET) -> T:
+    """Run `op`, retrying with jittered exponential backoff while it fails with a transient error."""
+    delay = budget.first_delay
+    for attempt in range(1, budget.attempts + 1):
+        try:
+            return op()
+        except OSError as exc:
+            if not osapi.is_transient_error(exc) or attempt == budget.attempts:
+                if osapi.is_transient_error(exc):
+                    raise StoreError(
+                        f"{what}: still locked by another process after {attempt} attempts ({exc})",
+                        hint="an antivirus scanner or another job holds the file; "
+                        "exclude the ci-cache root from real-time scanning",
+                    ) from exc
+                raise
+            _sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, budget.max_delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _p(path: Path | str) -> str:
+    return osapi.extended_path(path)
+
+
+def replace(src: Path, dst: Path) -> None:
+    """Rename `src` over `dst`, atomically, retrying while `dst` is held open."""
+
+    def op() -> None:
+        try:
+            os.replace(_p(src), _p(dst))
+        except PermissionError:
+            # A read-only target blocks replacement on Windows; clear it and let the retry go again.
+            if osapi.IS_WINDOWS and os.path.lexists(_p(dst)):
+                osapi.clear_readonly(_p(dst))
+            raise
+
+    with_retry(op, f"rename {src} -> {dst}")
+
+
+def rename_new(src: Path, dst: Path) -> bool:
+    """Rename `src` to `dst` only if `dst` does not exist yet. False when someone else won the race."""
+
+    def op() -> bool:
+        try:
+            if osapi.IS_WINDOWS:
+                os.rename(_p(src), _p(dst))  # never replaces on Windows
+            else:
+                if os.path.lexists(dst):
+                    return False
+                # rename(2) replaces an empty dir target; the lexists check plus our writer lock makes
+                # the window harmless, and a non-empty target fails with ENOTEMPTY below.
+                os.rename(src, dst)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            raise
+        return True
+
+    return with_retry(op, f"rename {src} -> {dst}")
+
+
+def unlink(path: Path, *, missing_ok: bool = True) -> None:
+    """Delete a file or a link (never what a link points to)."""
+
+    def op() -> None:
+        try:
+            os.unlink(_p(path))
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+        except PermissionError:
+            if osapi.IS_WINDOWS:
+                osapi.clear_readonly(_p(path))
+            raise
+
+    with_retry(op, f"delete {path}")
+
+
+def rmtree(path: Path) -> None:
+    """Delete a tree bottom-up without following symlinks or junctions, clearing read-only bits.
+
+    A link inside the tree is removed as a link: what it points to (a shared cache!) is never touched.
+    """
+    top = _p(path)
+    if not os.path.lexists(top):
+        return
+    if osapi.is_link_or_junction(top) or not os.path.isdir(top):
+        _remove_entry(top)
+        return
+    for dirpath, dirnames, filenames in os.walk(top, topdown=False, followlinks=False):
+        for name in filenames:
+            _remove_entry(os.path.join(dirpath, name))
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            # os.walk lists links to dirs under dirnames; they must go as links.
+            if osapi.is_link_or_junction(full):
+                _remove_entry(full)
+            else:
+                _remove_dir(full)
+    _remove_dir(top)
+
+
+def _remove_entry(full: str) -> None:
+    def op() -> None:
+        try:
+            if osapi.IS_WINDOWS and osapi.is_link_or_junction(full) and os.path.isdir(full):
+                os.rmdir(full)  # a junction or dir symlink is removed with rmdir on Windows
+            else:
+                os.unlink(full)
+        except FileNotFoundError:
+            return
+        except PermissionError:
+            osapi.clear_readonly(full)
+            raise
+
+    with_retry(op, f"delete {full}")
+
+
+def _remove_dir(full: str) -> None:
+    def op() -> None:
+        try:
+            os.rmdir(full)
+        except FileNotFoundError:
+            return
+        except PermissionError:
+            osapi.clear_readonly(full)
+            raise
+
+    with_retry(op, f"delete {full}")
+
+
+def temp_sibling(target: Path) -> Path:
+    """A fresh temp name in the target's own folder, so that renaming it in is atomic."""
+    return target.parent / f"{TEMP_PREFIX}{os.getpid()}-{random.getrandbits(40):010x}"
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """Write a whole file: readers see the old content or the new, never a mix."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(target)
+    try:
+        with open(_p(tmp), "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(_p(tmp))
+        raise
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    """Copy a file's bytes and times (not a link: the caller decides links)."""
+    with_retry(lambda: shutil.copy2(_p(src), _p(dst), follow_symlinks=False), f"copy {src} -> {dst}")
+
+
+def link_or_copy(src: Path, dst: Path, *, link: bool) -> bool:
+    """Hardlink `src` to `dst` when asked and possible, else copy. True when it linked."""
+    if link:
+        try:
+            os.link(_p(src), _p(dst), follow_symlinks=False)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+                if not osapi.is_transient_error(exc):
+                    raise
+    copy_file(src, dst)
+    return False
+
+
+def copy_symlink(src: Path, dst: Path) -> None:
+    os.symlink(os.readlink(_p(src)), _p(dst))
+
+
+@dataclass
+class TreeCount:
+    files: int = 0
+    bytes: int = 0
+    linked: int = 0
+
+
+def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = None) -> TreeCount:
+    """Recreate the tree `src` at `dst` (which must not exist): dirs made, files linked or copied.
+
+    Symlinks are recreated as symlinks with the same text. Used for archives: immutable once in place.
+    """
+    count = count or TreeCount()
+    os.mkdir(_p(dst))
+    stack = [(src, dst)]
+    while stack:
+        s_dir, d_dir = stack.pop()
+        with os.scandir(_p(s_dir)) as it:
+            for entry in it:
+                s = Path(s_dir, entry.name)
+                d = Path(d_dir, entry.name)
+                if entry.is_symlink():
+                    copy_symlink(s, d)
+                elif entry.is_dir():
+                    os.mkdir(_p(d))
+                    stack.append((s, d))
+                else:
+                    linked = link_or_copy(s, d, link=link)
+                    count.files += 1
+                    count.linked += int(linked)
+                    count.bytes += entry.stat(follow_symlinks=False).st_size
+    return count
+
+
+def tree_size(path: Path) -> tuple[int, int]:
+    """(files, bytes) below `path`, not following links."""
+    files = size = 0
+    for dirpath, _dirs, names in os.walk(_p(path), followlinks=False):
+        for name in names:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(dirpath, name))
+                files += 1
+                size += st.st_size
+    return files, size
+
+
+def walk_files(top: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Yield (path relative to top with '/' separators, entry) for every non-dir entry below `top`."""
+    stack: list[tuple[str, str]] = [("", _p(top))]
+    while stack:
+        rel, full = stack.pop()
+        try:
+            it = os.scandir(full)
+        except FileNotFoundError:
+            continue
+        with it:
+            for entry in it:
+                rel_child = f"{rel}{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((rel_child + "/", entry.path))
+                else:
+                    yield rel_child, entry
+
+
+def is_temp_name(name: str) -> bool:
+    """Temp files and folders of uv (`.tmpXXXX`) and of ci-cache: never merged, reclaimable."""
+    return name.startswith(".tmp")
+
+
+def disk_free(path: Path) -> int:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(_p(probe)).free
+
+
+def make_writable_tree(path: Path) -> None:
+    """Clear read-only bits below `path` (what Windows needs before a delete)."""
+    for dirpath, dirs, files in os.walk(_p(path), followlinks=False):
+        for name in dirs + files:
+            full = os.path.join(dirpath, name)
+            with contextlib.suppress(OSError):
+                mode = os.lstat(full).st_mode
+                if not stat.S_ISLNK(mode) and not mode & stat.S_IWUSR:
+                    os.chmod(full, mode | stat.S_IWUSR)

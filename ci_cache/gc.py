@@ -1,0 +1,126 @@
+"""Reclaiming what crashed jobs left: job dirs whose lease nobody holds, and leftover temp dirs."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ci_cache import fsops, lease, log, osapi
+from ci_cache.store import Store
+
+
+@dataclass
+class GcReport:
+    reclaimed_jobs: list[str] = field(default_factory=list)
+    reclaimed_temp: list[str] = field(default_factory=list)
+    live_jobs: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+
+
+def job_age(store: Store, key: str, now: float) -> float:
+    """Seconds since the job's newest trace (record, lease or dir) changed."""
+    newest = 0.0
+    for path in (store.record(key), store.lease(key), store.job_dir(key)):
+        try:
+            newest = max(newest, os.lstat(path).st_mtime)
+        except OSError:
+            continue
+    return now - newest
+
+
+def collect(store: Store, *, grace: float, now: float | None = None) -> GcReport:
+    """Reclaim dead jobs older than `grace`, and temp dirs nobody can be writing.
+
+    A live job (its lease held by a running process) is never touched, whatever its age.
+    """
+    now = time.time() if now is None else now
+    report = GcReport()
+    for key in store.job_keys():
+        lease_path = store.lease(key)
+        handle = osapi.try_lock(lease_path) if lease_path.exists() else None
+        if lease_path.exists() and handle is None:
+            report.live_jobs.append(key)
+            continue
+        try:
+            if job_age(store, key, now) < grace:
+                continue
+            _, size = fsops.tree_size(store.job_dir(key))
+            fsops.rmtree(store.job_dir(key))
+            fsops.unlink(store.record(key))
+            report.reclaimed_jobs.append(key)
+            report.bytes_freed += size
+        finally:
+            if handle is not None:
+                handle.release()
+                # Windows cannot delete an open file, so the lease file goes after its release.
+                if key in report.reclaimed_jobs:
+                    fsops.unlink(lease_path)
+    report.reclaimed_temp = reclaim_temp_dirs(store, grace=grace, now=now)
+    return report
+
+
+def reclaim_temp_dirs(store: Store, *, grace: float, now: float) -> list[str]:
+    """Temp dirs of interrupted merges (ours) and of killed tool processes (uv's `.tmpXXXX`).
+
+    Ours are reclaimed at once when nobody holds the cache's writer lock; any are reclaimed once
+    they are older than the grace period.
+    """
+    reclaimed: list[str] = []
+    try:
+        tools = [p for p in os.listdir(store.shared_dir) if (store.shared_dir / p).is_dir()]
+    except FileNotFoundError:
+        return reclaimed
+    for tool in tools:
+        writer = osapi.try_lock(store.write_lock(tool))
+        try:
+            for temp in _temp_dirs(store.shared_cache(tool)):
+                ours = temp.name.startswith(fsops.TEMP_PREFIX)
+                old = now - os.lstat(temp).st_mtime >= grace
+                if (ours and writer is not None) or old:
+                    fsops.rmtree(temp)
+                    reclaimed.append(str(temp))
+        finally:
+            if writer is not None:
+                writer.release()
+    return reclaimed
+
+
+def _temp_dirs(cache: Path) -> list[Path]:
+    """`.tmp*` entries at the cache root and one level into each bucket (where merges stage)."""
+    found: list[Path] = []
+    try:
+        top = list(os.scandir(cache))
+    except FileNotFoundError:
+        return found
+    for entry in top:
+        if fsops.is_temp_name(entry.name):
+            found.append(Path(entry.path))
+        elif entry.is_dir(follow_symlinks=False):
+            found.extend(Path(e.path) for e in os.scandir(entry.path) if fsops.is_temp_name(e.name))
+    return found
+
+
+def maybe_collect(store: Store, *, grace: float, interval: float) -> GcReport | None:
+    """The cheap, rate-limited gc that setup runs: at most once per `interval` per root."""
+    stamp = store.gc_stamp
+    try:
+        if time.time() - os.stat(stamp).st_mtime < interval:
+            return None
+    except FileNotFoundError:
+        pass
+    held = osapi.try_lock(stamp)
+    if held is None:
+        return None  # another job is collecting right now
+    try:
+        os.utime(stamp)
+        report = collect(store, grace=grace)
+    finally:
+        held.release()
+    if report.reclaimed_jobs:
+        log.info(f"gc: reclaimed {len(report.reclaimed_jobs)} dead job dir(s)")
+    return report
+
+
+__all__ = ["GcReport", "collect", "lease", "maybe_collect"]

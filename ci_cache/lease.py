@@ -1,0 +1,87 @@
+"""A job's lease: an OS file lock held while the job lives, so a crashed job is recognisably stale.
+
+`run` holds the lease itself. `setup` returns before the job's commands run, so it starts a small
+detached holder process that keeps the lease until `finish` stops it, or until the lease's time to
+live runs out.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from ci_cache import locks, osapi
+from ci_cache.errors import StoreError
+
+# Env vars by which CI systems find and kill a step's leftover processes. The holder must outlive the
+# setup step (Jenkins kills a `sh` step's children when the step ends), so it does not carry them.
+_PROCESS_TRACKING_VARS = ("JENKINS_NODE_COOKIE", "BUILD_ID", "JENKINS_SERVER_COOKIE", "RUNNER_TRACKING_ID")
+
+READY = b"ready\n"
+
+
+def is_held(lease_path: Path) -> bool:
+    """True when some live process holds the lease."""
+    if not lease_path.exists():
+        return False
+    handle = osapi.try_lock(lease_path)
+    if handle is None:
+        return True
+    handle.release()
+    return False
+
+
+def take(lease_path: Path, *, timeout: float) -> osapi.FileLockHandle:
+    handle, _waited = locks.acquire(lease_path, timeout=timeout, purpose="job lease")
+    return handle
+
+
+def start_holder(lease_path: Path, ttl: float, env: Mapping[str, str]) -> int:
+    """Start a detached process that holds the lease; returns its pid once it holds it."""
+    child_env = {k: v for k, v in env.items() if k not in _PROCESS_TRACKING_VARS}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ci_cache.lease", str(lease_path), str(ttl)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=child_env,
+        **osapi.detached_popen_kwargs(),  # type: ignore[call-overload]
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    proc.stdout.close()
+    if line != READY:
+        proc.kill()
+        raise StoreError(f"could not start the lease holder for {lease_path}",
+                         hint="run `ci-cache doctor` to check the root")
+    return int(proc.pid)
+
+
+def stop_holder(pid: int | None, lease_path: Path, *, timeout: float) -> osapi.FileLockHandle:
+    """Stop the holder started by setup and take the lease over."""
+    if pid and osapi.pid_alive(pid):
+        osapi.terminate(pid)
+    return take(lease_path, timeout=timeout)
+
+
+def _hold(lease_path: Path, ttl: float) -> int:
+    handle = osapi.try_lock(lease_path)
+    if handle is None:
+        return 1
+    out = sys.stdout.buffer
+    out.write(READY)
+    out.flush()
+    os.close(1)
+    deadline = time.monotonic() + ttl
+    while time.monotonic() < deadline:
+        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+    handle.release()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_hold(Path(sys.argv[1]), float(sys.argv[2])))

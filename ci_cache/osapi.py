@@ -1,0 +1,278 @@
+"""Every difference between Windows and POSIX that ci-cache cares about, in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+IS_WINDOWS = sys.platform == "win32"
+
+# Windows error codes that mean "someone else has this file open right now".
+WINERROR_ACCESS_DENIED = 5
+WINERROR_SHARING_VIOLATION = 32
+WINERROR_LOCK_VIOLATION = 33
+TRANSIENT_WINERRORS = frozenset({WINERROR_ACCESS_DENIED, WINERROR_SHARING_VIOLATION, WINERROR_LOCK_VIOLATION})
+
+# Names of the env vars that point programs at a temp dir.
+TEMP_VARS = ("TEMP", "TMP", "TMPDIR")
+
+# Windows' MAX_PATH, counting the terminating NUL.
+MAX_PATH = 260
+
+
+def default_root(env: Mapping[str, str], home: Path) -> Path:
+    """Where ci-cache keeps its shared caches and job dirs when the config says nothing."""
+    if IS_WINDOWS:
+        local = env.get("LOCALAPPDATA")
+        return Path(local) / "ci-cache" if local else home / "AppData" / "Local" / "ci-cache"
+    xdg = env.get("XDG_CACHE_HOME")
+    return Path(xdg) / "ci-cache" if xdg else home / ".cache" / "ci-cache"
+
+
+def extended_path(path: Path | str) -> str:
+    """The form of a path that the OS accepts at any length.
+
+    On Windows, paths over MAX_PATH need the `\\\\?\\` prefix, which also turns off `.`/`..`
+    processing, so the path is made absolute first. POSIX has no such limit.
+    """
+    text = os.fspath(path)
+    if not IS_WINDOWS or text.startswith("\\\\?\\") or len(text) < MAX_PATH - 12:
+        return text
+    text = os.path.abspath(text)
+    if text.startswith("\\\\"):
+        return "\\\\?\\UNC\\" + text[2:]
+    return "\\\\?\\" + text
+
+
+def is_transient_error(exc: OSError) -> bool:
+    """True for the errors a concurrent reader or an antivirus scan causes: retry them."""
+    winerror = getattr(exc, "winerror", None)
+    if winerror is not None:
+        return int(winerror) in TRANSIENT_WINERRORS
+    # POSIX has no sharing violations; EBUSY/ETXTBSY are the nearest kin (e.g. NFS, busy mounts).
+    return exc.errno in (errno.EBUSY, errno.ETXTBSY)
+
+
+def clear_readonly(path: str) -> None:
+    """Make a file deletable: on Windows a read-only attribute blocks unlink and rename over it."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 if not os.path.isdir(path) else 0o777, follow_symlinks=False)
+
+
+def is_link_or_junction(path: str) -> bool:
+    """True for symlinks and, on Windows, junctions: deleting must never follow either."""
+    if os.path.islink(path):
+        return True
+    if IS_WINDOWS:
+        isjunction = getattr(os.path, "isjunction", None)
+        if isjunction is not None:
+            return bool(isjunction(path))
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------
+# File locks. POSIX: flock (what uv uses, so our shared hold on uv's `.lock` really conflicts with
+# `uv cache clean`). Windows: LockFileEx on the first byte range, also what uv uses.
+
+
+class FileLockHandle:
+    """An open lock file holding an OS lock; closing it (or the process dying) releases the lock."""
+
+    def __init__(self, fh: IO[bytes], path: Path) -> None:
+        self._fh = fh
+        self.path = path
+
+    def release(self) -> None:
+        if self._fh.closed:
+            return
+        with contextlib.suppress(OSError):
+            _unlock(self._fh)
+        self._fh.close()
+
+    def __enter__(self) -> FileLockHandle:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
+def try_lock(path: Path, *, shared: bool = False) -> FileLockHandle | None:
+    """Take an OS lock on `path` without waiting; None when another process (or handle) holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(extended_path(path), "a+b")  # noqa: SIM115 - the handle lives as long as the lock
+    try:
+        _lock(fh, shared=shared)
+    except OSError as exc:
+        fh.close()
+        if _is_lock_contention(exc):
+            return None
+        raise
+    return FileLockHandle(fh, path)
+
+
+def _is_lock_contention(exc: OSError) -> bool:
+    if IS_WINDOWS:
+        return getattr(exc, "winerror", None) in (WINERROR_LOCK_VIOLATION, WINERROR_SHARING_VIOLATION, 5)
+    return exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
+
+
+if sys.platform == "win32":
+    import ctypes
+    import msvcrt
+    from ctypes import wintypes
+
+    _LOCKFILE_FAIL_IMMEDIATELY = 0x1
+    _LOCKFILE_EXCLUSIVE_LOCK = 0x2
+
+    class _Overlapped(ctypes.Structure):
+        _fields_ = (
+            ("Internal", ctypes.c_void_p),
+            ("InternalHigh", ctypes.c_void_p),
+            ("Offset", wintypes.DWORD),
+            ("OffsetHigh", wintypes.DWORD),
+            ("hEvent", wintypes.HANDLE),
+        )
+
+    _kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    _kernel32.LockFileEx.argtypes = (
+        wintypes.HANDLE,
+        wintypes.DWORD,
+        wintypes.DWORD,
+        wintypes.DWORD,
+        wintypes.DWORD,
+        ctypes.POINTER(_Overlapped),
+    )
+    _kernel32.UnlockFileEx.argtypes = (
+        wintypes.HANDLE,
+        wintypes.DWORD,
+        wintypes.DWORD,
+        wintypes.DWORD,
+        ctypes.POINTER(_Overlapped),
+    )
+
+    def _lock(fh: IO[bytes], *, shared: bool) -> None:
+        handle = msvcrt.get_osfhandle(fh.fileno())  # type: ignore[attr-defined]
+        flags = _LOCKFILE_FAIL_IMMEDIATELY | (0 if shared else _LOCKFILE_EXCLUSIVE_LOCK)
+        overlapped = _Overlapped()
+        if not _kernel32.LockFileEx(handle, flags, 0, 1, 0, ctypes.byref(overlapped)):
+            code = ctypes.get_last_error()  # type: ignore[attr-defined]
+            raise OSError(errno.EACCES, ctypes.FormatError(code), None, code)  # type: ignore[attr-defined]
+
+    def _unlock(fh: IO[bytes]) -> None:
+        handle = msvcrt.get_osfhandle(fh.fileno())  # type: ignore[attr-defined]
+        overlapped = _Overlapped()
+        _kernel32.UnlockFileEx(handle, 0, 1, 0, ctypes.byref(overlapped))
+
+else:
+    import fcntl
+
+    def _lock(fh: IO[bytes], *, shared: bool) -> None:
+        fcntl.flock(fh.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+
+    def _unlock(fh: IO[bytes]) -> None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Processes.
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists (it may be another program after pid reuse)."""
+    if pid <= 0:
+        return False
+    if sys.platform == "win32":
+        synchronize = 0x00100000
+        query = 0x1000
+        handle = _kernel32.OpenProcess(synchronize | query, False, pid)
+        if not handle:
+            return False
+        try:
+            still_active = 259
+            code = wintypes.DWORD()
+            _kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+            return code.value == still_active
+        finally:
+            _kernel32.CloseHandle(handle)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def terminate(pid: int) -> None:
+    """Ask a process to stop (SIGTERM; TerminateProcess on Windows)."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+
+
+def detached_popen_kwargs() -> dict[str, object]:
+    """Popen options for a helper process that must outlive us and not hold our stdio open."""
+    if IS_WINDOWS:
+        detached = 0x00000008
+        new_group = 0x00000200
+        no_window = 0x08000000
+        return {"creationflags": detached | new_group | no_window, "close_fds": True}
+    return {"start_new_session": True, "close_fds": True}
+
+
+def forwardable_signals() -> tuple[signal.Signals, ...]:
+    """The signals `run` passes on to its child."""
+    if IS_WINDOWS:
+        return (signal.SIGINT, signal.SIGBREAK)  # type: ignore[attr-defined]
+    return (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def send_signal(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """Pass a signal on to a child; Windows can only deliver Ctrl-Break to a process group."""
+    with contextlib.suppress(OSError):
+        if IS_WINDOWS:
+            proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+        else:
+            proc.send_signal(signum)
+
+
+def child_popen_kwargs() -> dict[str, object]:
+    """Popen options for the wrapped command: on Windows its own group so Ctrl-Break can reach it."""
+    if IS_WINDOWS:
+        return {"creationflags": 0x00000200}
+    return {}
+
+
+def path_separator() -> str:
+    return os.pathsep
+
+
+def executable_names(name: str, env: Mapping[str, str]) -> list[str]:
+    """The file names a command name can have on this platform (`uv` -> `uv.exe` on Windows)."""
+    if not IS_WINDOWS or Path(name).suffix:
+        return [name]
+    exts = env.get("PATHEXT", ".COM;.EXE;.BAT;.CMD").split(";")
+    return [name + ext.lower() for ext in exts if ext] + [name]
+
+
+def long_paths_enabled() -> bool | None:
+    """Whether Windows accepts long paths without `\\\\?\\` (registry LongPathsEnabled); None off Windows."""
+    if sys.platform != "win32":
+        return None
+    import winreg
+
+    try:
+        with winreg.OpenKey(  # type: ignore[attr-defined]
+            winreg.HKEY_LOCAL_MACHINE,  # type: ignore[attr-defined]
+            r"SYSTEM\CurrentControlSet\Control\FileSystem",
+        ) as key:
+            value, _ = winreg.QueryValueEx(key, "LongPathsEnabled")  # type: ignore[attr-defined]
+            return bool(value)
+    except OSError:
+        return False

@@ -1,0 +1,56 @@
+"""CI providers: a registry, and the job identity with the user's overrides applied."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+
+from ci_cache.errors import UsageError
+from ci_cache.providers.base import JobIdentity, Provider
+from ci_cache.providers.github import GitHubProvider
+from ci_cache.providers.gitlab import GitLabProvider
+from ci_cache.providers.jenkins import JenkinsProvider
+from ci_cache.providers.local import LocalProvider
+
+# Order matters: the first that detects itself wins; local always does.
+PROVIDERS: dict[str, Provider] = {
+    p.name: p for p in (GitHubProvider(), GitLabProvider(), JenkinsProvider(), LocalProvider())
+}
+
+MAX_JOB_ID = 1024
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\]|^[A-Za-z]:|\.\.")
+
+
+def detect(env: Mapping[str, str]) -> Provider:
+    return next(p for p in PROVIDERS.values() if p.detect(env))
+
+
+def validate_job_id(job_id: str, origin: str) -> str:
+    """A job id given by the user: reject what looks like a path, so nobody mistakes it for one."""
+    if not job_id.strip():
+        raise UsageError(f"{origin}: the job id is empty")
+    if len(job_id) > MAX_JOB_ID:
+        raise UsageError(f"{origin}: the job id is {len(job_id)} characters long; the limit is {MAX_JOB_ID}")
+    if _FORBIDDEN.search(job_id):
+        raise UsageError(
+            f"{origin}: job id {job_id[:80]!r} contains a path separator, '..', a drive letter or a control "
+            "character",
+            hint="use letters, digits and - _ . : @ +, e.g. build-42",
+        )
+    return job_id
+
+
+def job_identity(env: Mapping[str, str], explicit_job: str | None) -> JobIdentity:
+    """The provider's identity, with --job / CI_CACHE_JOB taking precedence."""
+    ident = detect(env).identity(env)
+    for given, origin in ((explicit_job, "--job"), (env.get("CI_CACHE_JOB"), "CI_CACHE_JOB")):
+        if given:
+            return replace(ident, job_id=validate_job_id(given, origin))
+    return ident
+
+
+def job_key(job_id: str) -> str:
+    """A short, filesystem-safe name for a job: Windows paths stay short whatever the job is called."""
+    return "j" + hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).hexdigest()[:11]

@@ -1,0 +1,36 @@
+"""What ci-cache needs to know from a CI system: who the job is, and whether it is trusted."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class JobIdentity:
+    """A job as its CI sees it. `job_id` is the stable text both setup and finish compute."""
+
+    provider: str
+    job_id: str
+    trusted: bool
+    workspace: str | None = None
+    runner_temp: str | None = None
+    details: Mapping[str, str] = field(default_factory=dict)
+    trust_reason: str = ""
+
+
+class Provider(Protocol):
+    name: str
+
+    def detect(self, env: Mapping[str, str]) -> bool:
+        """True when this process runs inside this CI."""
+        ...
+
+    def identity(self, env: Mapping[str, str]) -> JobIdentity:
+        ...
+
+
+def pick(env: Mapping[str, str], keys: tuple[str, ...]) -> dict[str, str]:
+    """The subset of `env` named by `keys` that is set, for the job record."""
+    return {k: env[k] for k in keys if env.get(k)}

@@ -1,0 +1,63 @@
+"""Which failures are transient cache errors worth another attempt, and how long to wait."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci_cache.config import RetryConfig
+
+# The texts uv, pip and Windows print when another process or a scanner holds a cache file.
+SIGNATURES: tuple[tuple[str, str], ...] = (
+    ("os error 5", r"\(os error 5\)"),
+    ("os error 32", r"\(os error 32\)"),
+    ("os error 33", r"\(os error 33\)"),
+    ("Access is denied", r"Access (is )?denied"),
+    ("being used by another process", r"being used by another process"),
+    ("locked a portion of the file", r"locked a portion of the file"),
+    ("Failed to persist temporary file", r"Failed to persist temporary file"),
+    ("failed to rename file", r"failed to rename file"),
+    ("Sharing violation", r"Sharing violation"),
+    ("Permission denied (os error 13)", r"Permission denied \(os error 13\)"),
+    ("WinError 32", r"\[WinError (5|32|33)\]"),
+)
+
+# Commands whose failures can be cache contention; others are retried only with --retry.
+CACHE_COMMANDS = frozenset({"uv", "uvx", "pip", "pip3"})
+
+
+@dataclass(frozen=True)
+class Policy:
+    attempts: int
+    backoff: float
+    max_backoff: float
+    patterns: tuple[tuple[str, re.Pattern[str]], ...]
+
+    @classmethod
+    def from_config(cls, config: RetryConfig) -> Policy:
+        compiled = [(label, re.compile(rx)) for label, rx in SIGNATURES]
+        compiled += [(rx, re.compile(rx)) for rx in config.patterns]
+        return cls(config.attempts, config.backoff, config.max_backoff, tuple(compiled))
+
+    def transient_reason(self, output: str) -> str | None:
+        """The signature found in the output, or None when the failure is not a cache error."""
+        for label, pattern in self.patterns:
+            if pattern.search(output):
+                return label
+        return None
+
+    def delay(self, retry_number: int) -> float:
+        """Exponential backoff with jitter, so that jobs that failed together retry apart."""
+        base = min(self.backoff * (2 ** (retry_number - 1)), self.max_backoff)
+        return base * (0.5 + random.random())
+
+
+def is_cache_command(argv: Iterable[str]) -> bool:
+    first = next(iter(argv), "")
+    name = Path(first).name.lower()
+    for suffix in (".exe", ".cmd", ".bat"):
+        name = name.removesuffix(suffix)
+    return name in CACHE_COMMANDS or (name.startswith("python") and "pip" in list(argv)[1:3])

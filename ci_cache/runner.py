@@ -1,0 +1,138 @@
+"""Running the wrapped command: stream its output, pass its exit code and signals, retry cache errors."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from ci_cache import log, osapi
+from ci_cache.errors import CommandNotFound
+from ci_cache.retry import Policy
+
+# Only the end of the output matters for spotting a cache error; keep memory bounded.
+TAIL_BYTES = 64 * 1024
+
+
+@dataclass
+class RunOutcome:
+    exit_code: int
+    attempts: int = 1
+    retries: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+
+class _Tee(threading.Thread):
+    """Copy a child's pipe to our own stream as it comes, keeping the tail for inspection."""
+
+    def __init__(self, source: IO[bytes], sink: IO[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.source, self.sink = source, sink
+        self.tail = bytearray()
+
+    def run(self) -> None:
+        for chunk in iter(lambda: self.source.read1(65536), b""):
+            with contextlib.suppress(OSError, ValueError):
+                self.sink.write(chunk)
+                self.sink.flush()
+            self.tail += chunk
+            del self.tail[:-TAIL_BYTES]
+
+
+def resolve(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """Find the program on the job's PATH (not ours), so `run -- uv` finds the job's uv."""
+    found = shutil.which(argv[0], path=env.get("PATH"))
+    if found is None:
+        raise CommandNotFound(f"command not found: {argv[0]}", hint="check the job's PATH")
+    return [found, *argv[1:]]
+
+
+@contextlib.contextmanager
+def _forward_signals(get_child: Callable[[], subprocess.Popen[bytes] | None], outcome: RunOutcome) -> Iterator[None]:
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT:
+            outcome.interrupted = True
+        child = get_child()
+        if child is not None and child.poll() is None:
+            osapi.send_signal(child, signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in osapi.forwardable_signals():
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    policy: Policy,
+    retry: bool,
+    around_attempt: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
+) -> RunOutcome:
+    """Run the command (no shell); retry only transient cache errors, only when `retry` is on."""
+    command = resolve(argv, env)
+    outcome = RunOutcome(exit_code=0)
+    child: list[subprocess.Popen[bytes]] = []
+    started = time.monotonic()
+    with _forward_signals(lambda: child[-1] if child else None, outcome):
+        while True:
+            guard = around_attempt() if around_attempt else contextlib.nullcontext()
+            with guard:
+                code, tail = _attempt(command, env, capture=retry and policy.attempts > 1, child=child)
+            outcome.exit_code = code
+            if code == 0 or outcome.interrupted or not retry or outcome.attempts >= policy.attempts:
+                break
+            reason = policy.transient_reason(tail)
+            if reason is None:
+                break
+            delay = policy.delay(outcome.attempts)
+            outcome.retries.append(reason)
+            log.warn(f"attempt {outcome.attempts} of {policy.attempts} failed on a transient cache error "
+                     f"({reason}); retrying in {delay:.1f}s")
+            time.sleep(delay)
+            outcome.attempts += 1
+    outcome.seconds = time.monotonic() - started
+    if outcome.interrupted:
+        outcome.exit_code = 130
+    elif outcome.exit_code < 0:
+        outcome.exit_code = 128 - outcome.exit_code  # killed by a signal: the shell's convention
+    return outcome
+
+
+def _attempt(command: list[str], env: Mapping[str, str], *, capture: bool,
+             child: list[subprocess.Popen[bytes]]) -> tuple[int, str]:
+    pipe = subprocess.PIPE if capture else None
+    try:
+        proc = subprocess.Popen(command, env=dict(env), stdout=pipe, stderr=pipe,
+                                **osapi.child_popen_kwargs())  # type: ignore[call-overload]
+    except FileNotFoundError as exc:
+        raise CommandNotFound(f"command not found: {command[0]}") from exc
+    except PermissionError as exc:
+        raise CommandNotFound(f"cannot execute {command[0]}: {exc.strerror}") from exc
+    child.append(proc)
+    if not capture:
+        return proc.wait(), ""
+    assert proc.stdout is not None and proc.stderr is not None
+    tees = [_Tee(proc.stdout, sys.stdout.buffer), _Tee(proc.stderr, sys.stderr.buffer)]
+    for tee in tees:
+        tee.start()
+    code = proc.wait()
+    for tee in tees:
+        tee.join()
+    tail = b"".join(bytes(t.tail) for t in tees).decode("utf-8", "replace")
+    return code, tail

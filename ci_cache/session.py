@@ -1,0 +1,306 @@
+"""A job's life: allocate and seed (setup), then merge and release (finish)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci_cache import fsops, gc, keyfiles, lease, locks, log, osapi, shims
+from ci_cache.config import Config
+from ci_cache.errors import AllocationMissing, CiCacheError, StoreError, UsageError
+from ci_cache.providers import JobIdentity, job_key
+from ci_cache.store import Store
+from ci_cache.tools import from_config
+from ci_cache.tools.base import CacheTool, MergeRequest, SeedRequest
+
+# How long finish waits for setup's lease holder to let go after being told to stop.
+LEASE_HANDOVER_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a command needs, resolved once by the CLI; nothing below reads os.environ."""
+
+    config: Config
+    env: Mapping[str, str]
+    cwd: Path
+    windows: bool
+    identity: JobIdentity
+    root: Path
+
+    @property
+    def store(self) -> Store:
+        return Store(self.root)
+
+    @property
+    def key(self) -> str:
+        return job_key(self.identity.job_id)
+
+    @property
+    def strict(self) -> bool:
+        return self.config.strict
+
+
+@dataclass
+class Allocation:
+    job: str
+    key: str
+    job_dir: Path
+    mode: str
+    env: dict[str, str] = field(default_factory=dict)
+    path_prepend: list[str] = field(default_factory=list)
+    caches: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    seeded: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+    lease: osapi.FileLockHandle | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "job_key": self.key,
+            "job_dir": str(self.job_dir),
+            "mode": self.mode,
+            "env": self.env,
+            "path_prepend": self.path_prepend,
+            "caches": self.caches,
+            "warnings": self.warnings,
+        }
+
+
+def effective_mode(ctx: Context) -> tuple[str, str | None]:
+    """The mode to use, and why it differs from the configured one (an untrusted job never writes)."""
+    mode = ctx.config.resolved_mode(ctx.windows)
+    if ctx.config.merge == "protected" and not ctx.identity.trusted and mode in ("shared", "direct"):
+        return "isolated", (f"untrusted job ({ctx.identity.trust_reason}): isolated with no merge, instead of "
+                            f"{mode}, so that it cannot write to the shared cache")
+    return mode, None
+
+
+def setup(ctx: Context, *, in_process: bool) -> Allocation:
+    """Allocate the job's dir and lease, seed its caches, and work out its env.
+
+    `in_process`: the caller (run) holds the lease itself; otherwise a detached holder does.
+    """
+    store = ctx.store
+    mode, note = effective_mode(ctx)
+    alloc = Allocation(job=ctx.identity.job_id, key=ctx.key, job_dir=store.job_dir(ctx.key), mode=mode)
+    if note:
+        alloc.warnings.append(note)
+    if mode == "off":
+        return alloc
+    store.ensure()
+    if ctx.config.gc.on_setup:
+        try:
+            gc.maybe_collect(store, grace=ctx.config.gc.grace, interval=ctx.config.gc.interval)
+        except (OSError, CiCacheError) as exc:
+            log.warn(f"gc at setup failed, continuing: {exc}")
+    _claim(ctx, alloc, in_process=in_process)
+    tools = from_config(ctx.config)
+    started = time.monotonic()
+    for tool in tools:
+        _allocate_tool(ctx, alloc, tool)
+    alloc.phases["seed"] = round(time.monotonic() - started, 4)
+    if mode == "shared":
+        commands = [c for t in tools if t.has_shared_cache for c in t.commands]
+        bin_dir = alloc.job_dir / "bin"
+        shims.install(bin_dir, commands, windows=ctx.windows)
+        if not in_process:
+            alloc.path_prepend.append(str(bin_dir))
+    alloc.env.update({"CI_CACHE_JOB": alloc.job, "CI_CACHE_ROOT": str(ctx.root),
+                      "CI_CACHE_JOB_DIR": str(alloc.job_dir)})
+    _write_record(ctx, alloc, status="ready")
+    return alloc
+
+
+def _claim(ctx: Context, alloc: Allocation, *, in_process: bool) -> None:
+    """Take the job's lease, reclaiming what a crashed earlier attempt of the same job left."""
+    store, key = ctx.store, alloc.key
+    if lease.is_held(store.lease(key)):
+        raise UsageError(
+            f"job {alloc.job!r} is already set up and still running (lease {store.lease(key)})",
+            hint="run `ci-cache finish` for it first, or give this job its own id with --job",
+        )
+    if store.job_dir(key).exists():
+        log.info(f"reclaiming the dir of an earlier, dead run of job {alloc.job!r}")
+        fsops.rmtree(store.job_dir(key))
+    record: dict[str, Any] = {"holder_pid": None}
+    if in_process:
+        alloc.lease = lease.take(store.lease(key), timeout=ctx.config.lock_timeout)
+        record["holder_pid"] = None
+    else:
+        record["holder_pid"] = lease.start_holder(store.lease(key), ctx.config.lease_ttl, ctx.env)
+    alloc.job_dir.mkdir(parents=True)
+    _write_record(ctx, alloc, status="seeding", extra=record)
+
+
+def _write_record(ctx: Context, alloc: Allocation, *, status: str, extra: dict[str, Any] | None = None) -> None:
+    record = ctx.store.read_record(alloc.key) or {}
+    record.update(extra or {})
+    record.update({
+        "job": alloc.job,
+        "key": alloc.key,
+        "status": status,
+        "mode": alloc.mode,
+        "provider": ctx.identity.provider,
+        "provider_ids": dict(ctx.identity.details),
+        "trusted": ctx.identity.trusted,
+        "trust_reason": ctx.identity.trust_reason,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "created": record.get("created", time.time()),
+        "caches": alloc.caches,
+        "env": alloc.env,
+        "seeded": alloc.seeded,
+        "phases": alloc.phases,
+        "warnings": alloc.warnings,
+    })
+    ctx.store.write_record(alloc.key, record)
+
+
+def _allocate_tool(ctx: Context, alloc: Allocation, tool: CacheTool) -> None:
+    store, config = ctx.store, ctx.config
+    link_mode = config.resolved_uv_link_mode(ctx.windows) if alloc.mode in ("isolated", "shared") else None
+    if not tool.has_shared_cache:
+        cache_dir = alloc.job_dir / "tmp"
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    elif alloc.mode == "isolated":
+        cache_dir = alloc.job_dir / tool.name
+        alloc.seeded[tool.name] = _seed(ctx, alloc, tool, cache_dir)
+    else:
+        cache_dir = store.shared_cache(tool.name)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    alloc.caches[tool.name] = str(cache_dir)
+    alloc.env.update(tool.env(cache_dir, windows=ctx.windows, link_mode=link_mode))
+
+
+def _seed(ctx: Context, alloc: Allocation, tool: CacheTool, cache_dir: Path) -> dict[str, Any]:
+    """Seed one tool's job cache. On failure the job starts cold, never with half a cache."""
+    packages = None
+    if ctx.config.key_files:
+        base = Path(ctx.identity.workspace) if ctx.identity.workspace else ctx.cwd
+        found = keyfiles.read(ctx.config.key_files, base)
+        packages = found.packages
+        if found.files and packages is None:
+            log.info("key_files: a file's format is unknown; seeding the whole cache")
+    request = SeedRequest(
+        shared=ctx.store.shared_cache(tool.name),
+        job=cache_dir,
+        link=ctx.config.seed == "link",
+        packages=packages,
+        manifest=alloc.job_dir / f"{tool.name}.manifest.json",
+    )
+    if ctx.config.seed == "none":
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fsops.write_atomic(request.manifest, b"{}")
+        return {"scope": "none"}
+    try:
+        stats = tool.seed(request)
+    except (OSError, CiCacheError) as exc:
+        if ctx.strict:
+            raise StoreError(f"seeding the {tool.name} cache failed: {exc}") from exc
+        message = f"seeding the {tool.name} cache failed ({exc}); the job starts with an empty cache"
+        log.warn(message)
+        alloc.warnings.append(message)
+        fsops.rmtree(cache_dir)
+        cache_dir.mkdir(parents=True)
+        fsops.unlink(request.manifest)
+        return {"failed": str(exc)}
+    return stats.as_dict()
+
+
+# ---------------------------------------------------------------------------------------------------
+# finish
+
+
+@dataclass
+class FinishResult:
+    job: str
+    key: str
+    mode: str
+    status: str
+    merge_decision: str
+    merged: dict[str, Any] = field(default_factory=dict)
+    seeded: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def merge_decision(ctx: Context, mode: str, status: str) -> tuple[bool, str]:
+    if mode != "isolated":
+        return False, f"mode {mode}: nothing to merge"
+    policy = ctx.config.merge
+    if policy == "never":
+        return False, "merge: never"
+    if policy == "success" and status != "success":
+        return False, f"merge: success, and the job's status is {status}"
+    if policy == "protected" and not ctx.identity.trusted:
+        return False, f"merge: protected, and the job is untrusted ({ctx.identity.trust_reason})"
+    return True, f"merge: {policy}"
+
+
+def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = None) -> FinishResult:
+    store, key = ctx.store, ctx.key
+    record = store.read_record(key)
+    if record is None:
+        if held is not None:
+            held.release()
+        raise AllocationMissing(
+            f"no allocation found for job {ctx.identity.job_id!r} under {ctx.root}",
+            hint="run `ci-cache setup` first, with the same --job/CI_CACHE_JOB and root",
+        )
+    mode = str(record.get("mode", "isolated"))
+    result = FinishResult(job=ctx.identity.job_id, key=key, mode=mode, status=status, merge_decision="",
+                          seeded=dict(record.get("seeded", {})))
+    result.phases.update({k: float(v) for k, v in dict(record.get("phases", {})).items()})
+    handle = held or lease.stop_holder(record.get("holder_pid"), store.lease(key),
+                                       timeout=LEASE_HANDOVER_TIMEOUT)
+    try:
+        do_merge, why = merge_decision(ctx, mode, status)
+        result.merge_decision = why
+        if do_merge:
+            _merge_all(ctx, result, dict(record.get("caches", {})))
+        started = time.monotonic()
+        fsops.rmtree(store.job_dir(key))
+        fsops.unlink(store.record(key))
+        result.phases["cleanup"] = round(time.monotonic() - started, 4)
+    finally:
+        handle.release()
+        fsops.unlink(store.lease(key))
+    return result
+
+
+def _merge_all(ctx: Context, result: FinishResult, caches: Mapping[str, str]) -> None:
+    store = ctx.store
+    started = time.monotonic()
+    waited_total = 0.0
+    for tool in from_config(ctx.config):
+        if not tool.has_shared_cache or tool.name not in caches:
+            continue
+        request = MergeRequest(job=Path(caches[tool.name]), shared=store.shared_cache(tool.name),
+                               manifest=store.job_dir(ctx.key) / f"{tool.name}.manifest.json")
+        try:
+            lock, waited = locks.acquire(store.write_lock(tool.name), timeout=ctx.config.lock_timeout,
+                                         purpose=f"merge into the shared {tool.name} cache")
+            waited_total += waited
+            with lock:
+                result.merged[tool.name] = tool.merge(request).as_dict()
+        except (OSError, CiCacheError) as exc:
+            if ctx.strict:
+                raise StoreError(f"merging the {tool.name} cache failed: {exc}",
+                                 hint="the shared cache is unchanged apart from whole entries") from exc
+            message = (f"merging the {tool.name} cache failed ({exc}); the shared cache keeps only whole "
+                       "entries, the job's result is unaffected")
+            log.warn(message)
+            result.warnings.append(message)
+            result.merged[tool.name] = {"failed": str(exc)}
+    result.phases["lock_wait"] = round(waited_total, 4)
+    result.phases["merge"] = round(time.monotonic() - started - waited_total, 4)

@@ -1,0 +1,84 @@
+"""The job summary: what was seeded, what was merged, how long each phase took."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _tool_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = []
+    seeded: dict[str, Any] = summary.get("seeded", {})
+    merged: dict[str, Any] = summary.get("merged", {})
+    for tool in sorted(set(seeded) | set(merged)):
+        s, m = seeded.get(tool, {}), merged.get(tool, {})
+        if "failed" in s:
+            seed_text = f"failed: {s['failed']}"
+        elif s.get("scope") == "none" or not s:
+            seed_text = "-"
+        else:
+            seed_text = (f"{s.get('files', 0)} files, {_size(s.get('bytes', 0))} "
+                         f"({s.get('linked', 0)} linked, {s.get('copied', 0)} copied; {s.get('scope')})")
+        if "failed" in m:
+            merge_text = f"failed: {m['failed']}"
+        elif m:
+            merge_text = (f"{m.get('entries', 0)} entries, {m.get('files', 0)} files, {_size(m.get('bytes', 0))}"
+                          f"; {m.get('kept_existing', 0)} already there")
+        else:
+            merge_text = "-"
+        rows.append((tool, seed_text, merge_text))
+    return rows
+
+
+def _phases(summary: dict[str, Any]) -> str:
+    phases: dict[str, float] = summary.get("phases", {})
+    return ", ".join(f"{k} {v:.2f}s" for k, v in phases.items())
+
+
+def _retries(summary: dict[str, Any]) -> str | None:
+    retries: list[str] = summary.get("retries", [])
+    if not retries:
+        return None
+    return f"{len(retries)} retr{'y' if len(retries) == 1 else 'ies'} on transient cache errors: " + ", ".join(
+        retries
+    )
+
+
+def text(summary: dict[str, Any]) -> str:
+    lines = [f"ci-cache: job {summary.get('job')} ({summary.get('mode')}, status {summary.get('status')}): "
+             f"{summary.get('merge_decision', '')}"]
+    for tool, seed_text, merge_text in _tool_rows(summary):
+        lines.append(f"  {tool}: seeded {seed_text}; merged {merge_text}")
+    if summary.get("phases"):
+        lines.append(f"  time: {_phases(summary)}")
+    retry_line = _retries(summary)
+    if retry_line:
+        lines.append(f"  {retry_line}")
+    lines.extend(f"  warning: {w}" for w in summary.get("warnings", []))
+    return "\n".join(lines)
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        f"### ci-cache: {summary.get('mode')} job, status {summary.get('status')}",
+        "",
+        f"{summary.get('merge_decision', '')}",
+        "",
+        "| tool | seeded | merged back |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {t} | {s} | {m} |" for t, s, m in _tool_rows(summary)]
+    if summary.get("phases"):
+        lines += ["", f"Time: {_phases(summary)}"]
+    retry_line = _retries(summary)
+    if retry_line:
+        lines += ["", retry_line]
+    lines += [f"\n> warning: {w}" for w in summary.get("warnings", [])]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,106 @@
+"""Caches ci-cache knows nothing special about (pip, user-defined tools): add what is missing, per file."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from ci_cache import fsops
+from ci_cache.tools.base import MergeRequest, MergeStats, SeedRequest, SeedStats
+
+
+def _skip(rel: str) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return fsops.is_temp_name(name) or name.endswith(".lock") or any(
+        fsops.is_temp_name(part) for part in rel.split("/")
+    )
+
+
+class GenericTool:
+    """A cache whose files are never rewritten in place once written (pip's are, by temp + rename).
+
+    Seeding links or copies every file; merging adds the files the job created that the shared cache
+    lacks, each one atomically. Nothing is ever replaced or deleted in the shared cache.
+    """
+
+    has_shared_cache = True
+
+    def __init__(self, name: str, env_template: Mapping[str, str], *, commands: tuple[str, ...] = (),
+                 merge: str = "add_missing", seed: str | None = None) -> None:
+        self.name = name
+        self.env_template = dict(env_template)
+        self.commands = commands
+        self.merge_policy = merge
+        self.seed_override = seed
+
+    def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:
+        return {k: v.replace("{dir}", str(cache_dir)) for k, v in self.env_template.items()}
+
+    def seed(self, request: SeedRequest) -> SeedStats:
+        stats = SeedStats()
+        request.job.mkdir(parents=True, exist_ok=True)
+        manifest: dict[str, list[int]] = {}
+        link = request.link if self.seed_override is None else self.seed_override == "link"
+        if self.seed_override != "none" and request.shared.is_dir():
+            for rel, entry in fsops.walk_files(request.shared):
+                if _skip(rel) or entry.is_symlink():
+                    continue
+                dst = request.job / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                linked = fsops.link_or_copy(Path(entry.path), dst, link=link)
+                st = os.stat(dst)
+                manifest[rel] = [st.st_size, st.st_mtime_ns]
+                stats.files += 1
+                stats.bytes += st.st_size
+                stats.linked += int(linked)
+                stats.copied += int(not linked)
+        fsops.write_atomic(request.manifest, json.dumps(manifest).encode())
+        return stats
+
+    def merge(self, request: MergeRequest) -> MergeStats:
+        stats = MergeStats()
+        if self.merge_policy == "never" or not request.job.is_dir():
+            return stats
+        try:
+            seeded = json.loads(request.manifest.read_bytes())
+        except (OSError, ValueError):
+            seeded = {}
+        for rel, entry in fsops.walk_files(request.job):
+            if _skip(rel) or entry.is_symlink() or rel in seeded:
+                continue
+            dst = request.shared / rel
+            if dst.exists():
+                stats.kept_existing += 1
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = fsops.temp_sibling(dst)
+            try:
+                fsops.copy_file(Path(entry.path), tmp)
+                if fsops.rename_new(tmp, dst):
+                    stats.files += 1
+                    stats.entries += 1
+                    stats.bytes += os.stat(dst).st_size
+            finally:
+                if tmp.exists():
+                    fsops.unlink(tmp)
+        return stats
+
+
+class TempTool:
+    """TEMP, TMP and TMPDIR: a private temp dir per job. Nothing to seed, nothing to merge."""
+
+    name = "temp"
+    commands: tuple[str, ...] = ()
+    has_shared_cache = False
+
+    def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:
+        return dict.fromkeys(("TEMP", "TMP", "TMPDIR"), str(cache_dir))
+
+    def seed(self, request: SeedRequest) -> SeedStats:
+        request.job.mkdir(parents=True, exist_ok=True)
+        return SeedStats(scope="none")
+
+    def merge(self, request: MergeRequest) -> MergeStats:
+        return MergeStats()
