@@ -37,10 +37,14 @@ def _job_options() -> argparse.ArgumentParser:
     return common
 
 
-def _global_options() -> argparse.ArgumentParser:
+def _global_options(*, top: bool = False) -> argparse.ArgumentParser:
+    """--debug and --quiet, accepted before or after the subcommand."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    # Below the top level the default must not overwrite a flag given before the subcommand.
+    default = False if top else argparse.SUPPRESS
+    common.add_argument("--debug", action="store_true", default=default, help="show tracebacks on errors")
+    common.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="only warnings and errors on stderr")
     return common
 
 
@@ -51,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ci-cache",
         description="Per-job, crash-proof caches for concurrent CI jobs on one agent (uv, pip, temp dirs).",
         epilog=EPILOG,
-        parents=[glob],
+        parents=[_global_options(top=True)],
     )
     parser.add_argument("--version", action="version", version=f"ci-cache {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -110,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_shim_parser() -> argparse.ArgumentParser:
     """The hidden `_shim` entry the shared-mode shims call; kept out of the user-facing help."""
-    parser = argparse.ArgumentParser(prog="ci-cache _shim", parents=[_global_options()])
+    parser = argparse.ArgumentParser(prog="ci-cache _shim", parents=[_global_options(top=True)])
     parser.add_argument("tool_command")
     parser.add_argument("argv", nargs=argparse.REMAINDER)
     parser.set_defaults(handler=cmd_shim)
@@ -216,7 +220,9 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return outcome.exit_code
 
 
-def _shared_locks(ctx: session.Context, alloc: session.Allocation) -> Callable[[], contextlib.AbstractContextManager[object]]:
+def _shared_locks(
+    ctx: session.Context, alloc: session.Allocation
+) -> Callable[[], contextlib.AbstractContextManager[object]]:
     """Shared mode: hold every covered cache's writer lock around each attempt of the command."""
     from ci_cache import locks
     from ci_cache.tools import from_config
@@ -363,10 +369,8 @@ def cmd_shim(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     env = dict(os.environ)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["_shim"]:
-        args = build_shim_parser().parse_args(argv[1:])
-    else:
-        args = build_parser().parse_args(argv)
+    shim = argv[:1] == ["_shim"]
+    args = build_shim_parser().parse_args(argv[1:]) if shim else build_parser().parse_args(argv)
     debug = args.debug or env.get("CI_CACHE_DEBUG") == "1"
     log.set_quiet(args.quiet or env.get("CI_CACHE_QUIET") == "1")
     handler: Handler = args.handler

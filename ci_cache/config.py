@@ -130,14 +130,14 @@ class Config(_Strict):
     )
     merge: MergePolicy = Field("always", description="when finish merges a job's new entries back")
     lock_timeout: Duration = Field(600.0, description="how long to wait for a lock")
-    retry: RetryConfig = RetryConfig()
+    retry: RetryConfig = Field(default_factory=RetryConfig)
     uv_link_mode: UvLinkMode = Field(
         "auto", description="UV_LINK_MODE for isolated jobs; auto = copy on Windows, unset elsewhere"
     )
     strict: bool = Field(False, description="a seed or merge failure fails the job instead of warning")
     lease_ttl: Duration = Field(86400.0, description="the longest a setup/finish job can live")
-    gc: GcConfig = GcConfig()
-    prune: PruneConfig = PruneConfig()
+    gc: GcConfig = Field(default_factory=GcConfig)
+    prune: PruneConfig = Field(default_factory=PruneConfig)
 
     def tool_names(self) -> list[str]:
         return [t if isinstance(t, str) else t.name for t in self.tools]
@@ -221,16 +221,18 @@ def _yaml_with_lines(text: str, path: Path) -> tuple[Any, dict[KeyPath, int]]:
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 key = str(key_node.value)
-                lines[(*at, key)] = key_node.start_mark.line + 1
-                out[key] = convert(value_node, (*at, key))
+                child = (*at, key)
+                lines[child] = key_node.start_mark.line + 1
+                out[key] = convert(value_node, child)
             return out
         if isinstance(node, yaml.SequenceNode):
             items = []
             for index, item in enumerate(node.value):
-                lines[(*at, str(index))] = item.start_mark.line + 1
-                items.append(convert(item, (*at, str(index))))
+                child = (*at, str(index))
+                lines[child] = item.start_mark.line + 1
+                items.append(convert(item, child))
             return items
-        return yaml.SafeLoader(text).construct_object(node)  # type: ignore[no-untyped-call]
+        return yaml.SafeLoader(text).construct_object(node)
 
     return convert(root, ()), lines
 

@@ -209,9 +209,9 @@ def link_or_copy(src: Path, dst: Path, *, link: bool) -> bool:
             os.link(_p(src), _p(dst), follow_symlinks=False)
             return True
         except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
-                if not osapi.is_transient_error(exc):
-                    raise
+            cannot_link = exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP)
+            if not cannot_link and not osapi.is_transient_error(exc):
+                raise
     copy_file(src, dst)
     return False
 

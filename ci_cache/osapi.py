@@ -268,11 +268,8 @@ def long_paths_enabled() -> bool | None:
     import winreg
 
     try:
-        with winreg.OpenKey(  # type: ignore[attr-defined]
-            winreg.HKEY_LOCAL_MACHINE,  # type: ignore[attr-defined]
-            r"SYSTEM\CurrentControlSet\Control\FileSystem",
-        ) as key:
-            value, _ = winreg.QueryValueEx(key, "LongPathsEnabled")  # type: ignore[attr-defined]
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SYSTEM\CurrentControlSet\Control\FileSystem") as key:
+            value, _ = winreg.QueryValueEx(key, "LongPathsEnabled")
             return bool(value)
     except OSError:
         return False

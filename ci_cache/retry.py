@@ -52,7 +52,7 @@ class Policy:
     def delay(self, retry_number: int) -> float:
         """Exponential backoff with jitter, so that jobs that failed together retry apart."""
         base = min(self.backoff * (2 ** (retry_number - 1)), self.max_backoff)
-        return base * (0.5 + random.random())
+        return float(base * (0.5 + random.random()))
 
 
 def is_cache_command(argv: Iterable[str]) -> bool:

@@ -33,7 +33,7 @@ class RunOutcome:
 class _Tee(threading.Thread):
     """Copy a child's pipe to our own stream as it comes, keeping the tail for inspection."""
 
-    def __init__(self, source: IO[bytes], sink: IO[bytes]) -> None:
+    def __init__(self, source: Any, sink: IO[bytes]) -> None:
         super().__init__(daemon=True)
         self.source, self.sink = source, sink
         self.tail = bytearray()
@@ -57,7 +57,7 @@ def resolve(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
 
 @contextlib.contextmanager
 def _forward_signals(get_child: Callable[[], subprocess.Popen[bytes] | None], outcome: RunOutcome) -> Iterator[None]:
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
 
     def handler(signum: int, _frame: object) -> None:
         if signum == signal.SIGINT:

@@ -20,7 +20,8 @@ def collect(store: Store) -> dict[str, Any]:
     for name in names:
         files, size = fsops.tree_size(store.shared_cache(name))
         caches[name] = {"path": str(store.shared_cache(name)), "files": files, "bytes": size}
-    live, stale = [], []
+    live: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
     for key in store.job_keys():
         record = store.read_record(key) or {}
         info = {"key": key, "job": record.get("job"), "mode": record.get("mode"),

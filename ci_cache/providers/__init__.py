@@ -14,6 +14,8 @@ from ci_cache.providers.gitlab import GitLabProvider
 from ci_cache.providers.jenkins import JenkinsProvider
 from ci_cache.providers.local import LocalProvider
 
+__all__ = ["PROVIDERS", "JobIdentity", "Provider", "detect", "job_identity", "job_key", "validate_job_id"]
+
 # Order matters: the first that detects itself wins; local always does.
 PROVIDERS: dict[str, Provider] = {
     p.name: p for p in (GitHubProvider(), GitLabProvider(), JenkinsProvider(), LocalProvider())

@@ -96,7 +96,7 @@ class Manifest:
 
 class UvTool:
     name = "uv"
-    commands = ("uv", "uvx")
+    commands: tuple[str, ...] = ("uv", "uvx")
     has_shared_cache = True
 
     def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:

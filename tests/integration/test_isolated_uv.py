@@ -1,0 +1,168 @@
+"""Isolated mode with real uv, real concurrent processes and a real local index."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ci_cache.localindex import IndexServer, PackageSpec, build_index, demo_specs
+from tests.integration.uvjobs import UV, Lab, offline_install, tree_digest, venv_python
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(UV is None, reason="uv not installed (scripts/test)")]
+
+SETS = (
+    ("demo-alpha",),
+    ("demo-eta",),
+    ("demo-alpha", "demo-theta"),
+    ("demo-gamma", "demo-zeta", "demo-eta"),
+    ("extra-one",),
+    ("extra-two", "demo-beta"),
+    ("demo-theta", "extra-one"),
+    ("demo-delta", "extra-two"),
+)
+UNION = sorted({p for s in SETS for p in s})
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexServer]:
+    specs = [*demo_specs(), PackageSpec("extra-one", "1.0.0", files=20), PackageSpec("extra-two", "2.1.0")]
+    # max-age 0: every warm install revalidates the index, so uv rewrites its .rkyv files in place.
+    with IndexServer(build_index(tmp_path_factory.mktemp("index"), specs), simple_max_age=0) as srv:
+        yield srv
+
+
+@pytest.fixture
+def lab(tmp_path: Path, server: IndexServer) -> Lab:
+    return Lab(tmp_path, server.url)
+
+
+def _wave(lab: Lab, prefix: str, *flags: str) -> list[tuple[str, int, str]]:
+    procs = [(f"{prefix}{i}", lab.start_job(f"{prefix}{i}", SETS[i], "--mode", "isolated", *flags))
+             for i in range(len(SETS))]
+    results = []
+    for name, proc in procs:
+        out, _ = proc.communicate(timeout=600)
+        results.append((name, proc.returncode, out))
+    return results
+
+
+def test_eight_concurrent_jobs_then_a_warm_wave_then_offline(lab: Lab, server: IndexServer) -> None:
+    first = _wave(lab, "a")
+    assert [(n, c) for n, c, _ in first] == [(n, 0) for n, _, _ in first], "\n".join(o for _, _, o in first)
+    merged = sum(lab.summary(n)["merged"]["uv"]["entries"] for n, _, _ in first)
+    assert merged >= len(UNION)  # every package reached the shared cache, sdist-built ones included
+
+    # The shared cache alone serves every package, with no index: nothing is missing or dangling.
+    offline = offline_install(lab, UNION, lab.shared_uv)
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+
+    server.clear_requests()
+    second = _wave(lab, "b")
+    assert all(c == 0 for _, c, _ in second), "\n".join(o for _, _, o in second)
+    downloads = server.file_downloads()
+    assert downloads == [], f"a warm wave downloaded {downloads}"
+    for name, _, _ in second:
+        assert lab.summary(name)["seeded"]["uv"]["linked"] > 0
+
+
+def test_a_job_cannot_change_the_shared_cache(lab: Lab) -> None:
+    """Warm installs rewrite index files in place, and jobs run `uv cache clean`/`prune --ci`: none of
+    that may reach the shared cache."""
+    proc = lab.start_job("seed", UNION, "--mode", "isolated")
+    assert proc.wait(timeout=600) == 0
+    before = tree_digest(lab.shared_uv)
+    venv = lab.venv("meddler")
+    script = (
+        "set -e\n"
+        f"{' '.join(lab.install_cmd(venv, UNION, '--reinstall'))}\n"
+        "uv cache prune --ci\n"
+        "uv cache clean\n"
+    )
+    job = lab.cli("run", "--job", "meddler", "--mode", "isolated", "--merge", "never", "--", "sh", "-c", script)
+    assert job.returncode == 0, job.stderr
+    after = tree_digest(lab.shared_uv)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k) and not k.endswith(".lock")}
+    assert changed == set()
+
+
+def test_setup_and_finish_in_separate_processes(lab: Lab) -> None:
+    env = lab.env(CI_CACHE_JOB="split-job")
+    setup = lab.cli("setup", "--mode", "isolated", "--format", "json", env=env)
+    assert setup.returncode == 0, setup.stderr
+    alloc = json.loads(setup.stdout)
+    job_dir = Path(alloc["job_dir"])
+    assert Path(alloc["env"]["UV_CACHE_DIR"]).is_relative_to(job_dir)
+    assert Path(alloc["env"]["TMPDIR"]).is_dir()
+    status = json.loads(lab.cli("status", "--json", env=env).stdout)
+    assert [j["key"] for j in status["live_jobs"]] == [alloc["job_key"]]
+
+    install_env = {**env, **alloc["env"]}
+    venv = lab.venv("split")
+    step = subprocess.run(lab.install_cmd(venv, ["extra-one"]), env=install_env, capture_output=True, text=True)
+    assert step.returncode == 0, step.stderr
+
+    finish = lab.cli("finish", "--status", "success", "--json", env=env)
+    assert finish.returncode == 0, finish.stderr
+    result = json.loads(finish.stdout)
+    assert result["merged"]["uv"]["entries"] >= 1
+    assert not job_dir.exists()
+    status = json.loads(lab.cli("status", "--json", env=env).stdout)
+    assert status["live_jobs"] == [] and status["stale_jobs"] == []
+    assert offline_install(lab, ["extra-one"], lab.shared_uv).returncode == 0
+
+
+def test_finish_without_setup_warns_and_succeeds(lab: Lab) -> None:
+    proc = lab.cli("finish", "--job", "never-set-up")
+    assert proc.returncode == 0
+    assert "no allocation found" in proc.stderr
+    strict = lab.cli("finish", "--job", "never-set-up", "--strict")
+    assert strict.returncode == 4
+
+
+def test_merge_success_policy_skips_failed_jobs(lab: Lab) -> None:
+    venv = lab.venv("failing")
+    script = f"{' '.join(lab.install_cmd(venv, ['extra-two']))} && exit 3"
+    proc = lab.cli("run", "--job", "failing", "--mode", "isolated", "--merge", "success", "--", "sh", "-c", script)
+    assert proc.returncode == 3
+    assert not (lab.shared_uv / "archive-v0").exists() or not any((lab.shared_uv / "archive-v0").iterdir())
+
+
+def test_exit_codes_pass_through(lab: Lab) -> None:
+    for code in (0, 1, 7, 42):
+        proc = lab.cli("run", "--job", f"exit{code}", "--mode", "isolated", "--",
+                       sys.executable, "-c", f"raise SystemExit({code})")
+        assert proc.returncode == code
+    missing = lab.cli("run", "--job", "missing", "--", "no-such-command-xyz")
+    assert missing.returncode == 127
+    assert "command not found: no-such-command-xyz" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_the_job_env_points_at_private_dirs(lab: Lab) -> None:
+    code = "import os,json; print(json.dumps({k: os.environ.get(k) for k in ('UV_CACHE_DIR','TMPDIR','TEMP')}))"
+    proc = lab.cli("run", "--job", "envcheck", "--mode", "isolated", "--", sys.executable, "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    env = json.loads(proc.stdout)
+    assert Path(env["UV_CACHE_DIR"]).is_relative_to(lab.root / "jobs")
+    assert env["TMPDIR"] == env["TEMP"] and Path(env["TMPDIR"]).name == "tmp"
+
+
+def test_untrusted_gitlab_job_leaves_shared_cache_identical(lab: Lab) -> None:
+    assert lab.start_job("warm", ["demo-alpha"], "--mode", "isolated").wait(timeout=600) == 0
+    before = tree_digest(lab.shared_uv)
+    env = lab.env(GITLAB_CI="true", CI_JOB_ID="991", CI_PROJECT_ID="5", CI_COMMIT_REF_NAME="feature",
+                  CI_COMMIT_REF_PROTECTED="false", CI_CACHE_MERGE="protected")
+    venv = lab.venv("untrusted")
+    proc = lab.cli("run", "--mode", "shared", "--", *lab.install_cmd(venv, ["extra-one", "demo-alpha"]), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "untrusted job" in proc.stderr
+    after = tree_digest(lab.shared_uv)
+    assert {k: v for k, v in after.items() if not k.endswith(".lock")} == {
+        k: v for k, v in before.items() if not k.endswith(".lock")
+    }
+    assert venv_python(venv).exists()
