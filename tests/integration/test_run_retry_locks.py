@@ -136,12 +136,12 @@ def test_setup_in_shared_mode_puts_lock_taking_shims_on_path(lab: Lab) -> None:
     setup = lab.cli("setup", "--mode", "shared", "--format", "bash", env=env)
     assert setup.returncode == 0, setup.stderr
     script = f"{setup.stdout}\nuv --version\n"
-    ok = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+    ok = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("uv ")
     holder = _hold_lock(lab.root / "shared" / "uv.write.lock")
     try:
-        blocked = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+        blocked = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, check=False)
     finally:
         holder.kill()
         holder.wait()

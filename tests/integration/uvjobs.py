@@ -63,7 +63,7 @@ class Lab:
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "ci_cache", *args], env=env or self.env(),
-                              capture_output=True, text=True, timeout=timeout, cwd=cwd or self.tmp)
+                              capture_output=True, text=True, timeout=timeout, cwd=cwd or self.tmp, check=False)
 
     def install_cmd(self, venv: Path, packages: Sequence[str], *extra: str) -> list[str]:
         return ["uv", "pip", "install", "--python", str(venv_python(venv)), "--index-url", self.url, *extra,
@@ -104,8 +104,8 @@ def offline_install(lab: Lab, packages: Sequence[str], cache: Path) -> subproces
     assert UV is not None
     env = lab.env(UV_CACHE_DIR=str(cache))
     proc = subprocess.run([UV, "pip", "install", "--offline", "--python", str(venv_python(venv)),
-                           "--index-url", lab.url, *packages], env=env, capture_output=True, text=True)
+                           "--index-url", lab.url, *packages], env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return proc
     modules = ",".join(p.replace("-", "_").split("=")[0] for p in packages)
-    return subprocess.run([str(venv_python(venv)), "-c", f"import {modules}"], capture_output=True, text=True)
+    return subprocess.run([str(venv_python(venv)), "-c", f"import {modules}"], capture_output=True, text=True, check=False)
