@@ -56,30 +56,39 @@ def _job_env(env: Mapping[str, str], root: Path, uv: str) -> dict[str, str]:
     return job_env
 
 
-def _run_job(name: str, packages: tuple[str, ...], url: str, work: Path, job_env: dict[str, str],
-             uv: str) -> JobResult:
+@dataclass(frozen=True)
+class _Demo:
+    url: str
+    work: Path
+    job_env: dict[str, str]
+    uv: str
+    server: IndexServer
+
+
+def _run_job(demo: _Demo, name: str, packages: tuple[str, ...]) -> JobResult:
+    work, job_env, uv, url = demo.work, demo.job_env, demo.uv, demo.url
     venv = work / "venvs" / name
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     summary_file = work / f"{name}.summary.json"
     started = time.monotonic()
-    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], env=job_env, check=True,
-                   capture_output=True)
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], env=job_env, capture_output=True,
+                   check=True)
     proc = subprocess.run(
         [sys.executable, "-m", "ci_cache", "run", "--mode", "isolated", "--job", name,
          "--summary-json", str(summary_file), "--",
          "uv", "pip", "install", "--python", str(python), "--index-url", url, *packages],
-        env=job_env, capture_output=True, text=True,
+        env=job_env, capture_output=True, text=True, check=False,
     )
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     return JobResult(name, packages, proc.returncode, time.monotonic() - started, summary,
                      proc.stdout + proc.stderr)
 
 
-def _wave(label: str, jobs: int, url: str, work: Path, job_env: dict[str, str], uv: str,
-          server: IndexServer) -> list[JobResult]:
+def _wave(demo: _Demo, label: str, jobs: int) -> list[JobResult]:
+    server = demo.server
     server.clear_requests()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_run_job, f"{label}-job{i + 1}", JOB_SETS[i % len(JOB_SETS)], url, work, job_env, uv)
+        futures = [pool.submit(_run_job, demo, f"{label}-job{i + 1}", JOB_SETS[i % len(JOB_SETS)])
                    for i in range(jobs)]
         results = [f.result() for f in futures]
     downloads = [p for p in server.file_downloads() if not p.endswith(".metadata")]
@@ -90,7 +99,8 @@ def _wave(label: str, jobs: int, url: str, work: Path, job_env: dict[str, str], 
         uv_merge = r.summary.get("merged", {}).get("uv", {})
         status = "ok" if r.exit_code == 0 else f"FAILED (exit {r.exit_code})"
         print(f"  {r.name:12} {status:8} {r.seconds:5.2f}s  installs {' '.join(r.packages):35} "
-              f"seeded {uv_seed.get('files', 0):3} files, merged back {uv_merge.get('entries', 0)} entries",
+              f"seeded {uv_seed.get('files', 0):3} files, merged back {uv_merge.get('entries', 0)} entries "
+              f"({uv_merge.get('kept_existing', 0)} already there)",
               file=sys.stderr)
         if r.exit_code != 0:
             print("    " + r.output.strip().replace("\n", "\n    "), file=sys.stderr)
@@ -109,9 +119,10 @@ def main(*, jobs: int, root: Path | None, env: Mapping[str, str]) -> int:
         job_env = _job_env(env, root, uv)
         with IndexServer(work / "index") as server:
             log.info(f"demo: serving it at {server.url}; ci-cache root {root}")
-            first = _wave("wave1", jobs, server.url, work, job_env, uv, server)
+            demo = _Demo(server.url, work, job_env, uv, server)
+            first = _wave(demo, "wave1", jobs)
             first_downloads = len([p for p in server.file_downloads() if not p.endswith(".metadata")])
-            second = _wave("wave2", jobs, server.url, work, job_env, uv, server)
+            second = _wave(demo, "wave2", jobs)
             second_downloads = len([p for p in server.file_downloads() if not p.endswith(".metadata")])
         shared = root / "shared" / "uv"
         archives = len(os.listdir(shared / "archive-v0")) if (shared / "archive-v0").is_dir() else 0

@@ -103,7 +103,8 @@ def test_setup_and_finish_in_separate_processes(lab: Lab) -> None:
 
     install_env = {**env, **alloc["env"]}
     venv = lab.venv("split")
-    step = subprocess.run(lab.install_cmd(venv, ["extra-one"]), env=install_env, capture_output=True, text=True, check=False)
+    step = subprocess.run(lab.install_cmd(venv, ["extra-one"]), env=install_env, capture_output=True, text=True,
+                          check=False)
     assert step.returncode == 0, step.stderr
 
     finish = lab.cli("finish", "--status", "success", "--json", env=env)

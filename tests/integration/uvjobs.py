@@ -108,4 +108,5 @@ def offline_install(lab: Lab, packages: Sequence[str], cache: Path) -> subproces
     if proc.returncode != 0:
         return proc
     modules = ",".join(p.replace("-", "_").split("=")[0] for p in packages)
-    return subprocess.run([str(venv_python(venv)), "-c", f"import {modules}"], capture_output=True, text=True, check=False)
+    return subprocess.run([str(venv_python(venv)), "-c", f"import {modules}"], capture_output=True, text=True,
+                          check=False)
