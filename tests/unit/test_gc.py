@@ -1,0 +1,185 @@
+"""ci_cache.gc: dead jobs past the grace period go, young or live ones stay, leftover temp dirs go."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from ci_cache import fsops, gc, lease, osapi
+from ci_cache.store import Store
+
+GRACE = 3600.0
+NOW = 2_000_000_000.0  # a fixed "now": ages below are set relative to it, no clock involved
+
+
+def age(path: Path, seconds: float) -> None:
+    stamp = NOW - seconds
+    os.utime(path, (stamp, stamp), follow_symlinks=False)
+
+
+def make_job(store: Store, key: str, *, age_seconds: float, with_lease: bool = True) -> None:
+    job_dir = store.job_dir(key)
+    (job_dir / "uv" / "archive-v0" / "abc").mkdir(parents=True)
+    (job_dir / "uv" / "archive-v0" / "abc" / "mod.py").write_bytes(b"x" * 1000)
+    (job_dir / "tmp").mkdir()
+    store.write_record(key, {"job": f"job-{key}", "key": key, "status": "ready"})
+    paths = [job_dir, store.record(key)]
+    if with_lease:
+        store.lease(key).touch()
+        paths.append(store.lease(key))
+    for path in paths:
+        age(path, age_seconds)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "root")
+    s.ensure()
+    return s
+
+
+def test_a_dead_job_older_than_the_grace_period_is_reclaimed(store: Store) -> None:
+    make_job(store, "jdead0000001", age_seconds=GRACE * 2)
+    report = gc.collect(store, grace=GRACE, now=NOW)
+    assert report.reclaimed_jobs == ["jdead0000001"]
+    assert report.bytes_freed >= 1000
+    for path in (store.job_dir("jdead0000001"), store.record("jdead0000001"), store.lease("jdead0000001")):
+        assert not os.path.lexists(path)
+    assert store.job_keys() == []
+
+
+def test_a_dead_job_without_a_lease_file_is_reclaimed(store: Store) -> None:
+    make_job(store, "jnolease0001", age_seconds=GRACE * 2, with_lease=False)
+    report = gc.collect(store, grace=GRACE, now=NOW)
+    assert report.reclaimed_jobs == ["jnolease0001"]
+    assert not store.job_dir("jnolease0001").exists()
+
+
+def test_a_young_dead_job_is_kept(store: Store) -> None:
+    make_job(store, "jyoung000001", age_seconds=GRACE / 2)
+    report = gc.collect(store, grace=GRACE, now=NOW)
+    assert report.reclaimed_jobs == []
+    assert store.job_dir("jyoung000001").is_dir()
+    assert store.record("jyoung000001").is_file()
+
+
+def test_the_newest_trace_decides_the_age(store: Store) -> None:
+    make_job(store, "jmixed000001", age_seconds=GRACE * 2)
+    age(store.record("jmixed000001"), 10)  # the record was just rewritten
+    assert gc.collect(store, grace=GRACE, now=NOW).reclaimed_jobs == []
+
+
+def test_a_job_whose_lease_is_held_in_this_process_is_live(store: Store) -> None:
+    make_job(store, "jlive0000001", age_seconds=GRACE * 100)
+    held = osapi.try_lock(store.lease("jlive0000001"))
+    assert held is not None
+    try:
+        report = gc.collect(store, grace=GRACE, now=NOW)
+    finally:
+        held.release()
+    assert report.live_jobs == ["jlive0000001"]
+    assert store.job_dir("jlive0000001").is_dir()
+
+
+@pytest.mark.spawns
+def test_a_live_job_held_by_another_process_is_kept_whatever_its_age(store: Store) -> None:
+    make_job(store, "jlive0000002", age_seconds=GRACE * 100)
+    make_job(store, "jdead0000002", age_seconds=GRACE * 100)
+    pid = lease.start_holder(store.lease("jlive0000002"), ttl=600, env=dict(os.environ))
+    try:
+        age(store.lease("jlive0000002"), GRACE * 100)
+        report = gc.collect(store, grace=GRACE, now=NOW)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    assert report.live_jobs == ["jlive0000002"]
+    assert report.reclaimed_jobs == ["jdead0000002"]
+    assert (store.job_dir("jlive0000002") / "uv" / "archive-v0" / "abc" / "mod.py").is_file()
+    assert store.record("jlive0000002").is_file() and store.lease("jlive0000002").exists()
+
+
+def test_gc_never_follows_a_link_out_of_a_job_dir(store: Store, tmp_path: Path) -> None:
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    make_job(store, "jlinks000001", age_seconds=GRACE * 2)
+    os.symlink(outside, store.job_dir("jlinks000001") / "uv" / "escape")
+    age(store.job_dir("jlinks000001"), GRACE * 2)
+    gc.collect(store, grace=GRACE, now=NOW)
+    assert (outside / "keep.txt").read_text() == "keep"
+
+
+def make_temp(store: Store, rel: str, *, age_seconds: float) -> Path:
+    path = store.shared_cache("uv") / rel
+    (path / "sub").mkdir(parents=True)
+    (path / "sub" / "f.py").write_text("partial")
+    age(path, age_seconds)
+    return path
+
+
+def test_leftover_merge_staging_dirs_are_reclaimed_when_no_merge_runs(store: Store) -> None:
+    ours_root = make_temp(store, f"{fsops.TEMP_PREFIX}123-abc", age_seconds=5)
+    ours_bucket = make_temp(store, f"archive-v0/{fsops.TEMP_PREFIX}456-def", age_seconds=5)
+    uv_young = make_temp(store, ".tmpAbC123", age_seconds=5)
+    uv_old = make_temp(store, "archive-v0/.tmpOld999", age_seconds=GRACE * 2)
+    keep = make_temp(store, "archive-v0/RealArchive00001", age_seconds=GRACE * 2)
+    report = gc.collect(store, grace=GRACE, now=NOW)
+    assert not ours_root.exists() and not ours_bucket.exists()
+    assert not uv_old.exists()
+    assert uv_young.exists()  # a uv process may be writing it right now
+    assert keep.exists()
+    assert sorted(report.reclaimed_temp) == sorted(str(p) for p in (ours_root, ours_bucket, uv_old))
+
+
+def test_young_staging_dirs_stay_while_a_merge_holds_the_writer_lock(store: Store) -> None:
+    ours = make_temp(store, f"archive-v0/{fsops.TEMP_PREFIX}789-aaa", age_seconds=5)
+    old = make_temp(store, f"archive-v0/{fsops.TEMP_PREFIX}000-bbb", age_seconds=GRACE * 2)
+    writer = osapi.try_lock(store.write_lock("uv"))
+    assert writer is not None
+    try:
+        gc.collect(store, grace=GRACE, now=NOW)
+    finally:
+        writer.release()
+    assert ours.exists()
+    assert not old.exists()
+
+
+def test_gc_of_an_empty_or_missing_root(tmp_path: Path) -> None:
+    report = gc.collect(Store(tmp_path / "nothing"), grace=GRACE, now=NOW)
+    assert (report.reclaimed_jobs, report.reclaimed_temp, report.live_jobs) == ([], [], [])
+
+
+def test_maybe_collect_runs_at_most_once_per_interval(store: Store) -> None:
+    make_job(store, "jdead0000003", age_seconds=NOW - time.time() + GRACE * 2)
+    first = gc.maybe_collect(store, grace=GRACE, interval=600)
+    assert first is not None and first.reclaimed_jobs == ["jdead0000003"]
+    assert gc.maybe_collect(store, grace=GRACE, interval=600) is None
+    os.utime(store.gc_stamp, (0, 0))  # the interval has passed
+    assert gc.maybe_collect(store, grace=GRACE, interval=600) is not None
+
+
+def test_maybe_collect_skips_while_another_gc_runs(store: Store) -> None:
+    store.gc_stamp.touch()
+    os.utime(store.gc_stamp, (0, 0))
+    other = osapi.try_lock(store.gc_stamp)
+    assert other is not None
+    try:
+        assert gc.maybe_collect(store, grace=GRACE, interval=600) is None
+    finally:
+        other.release()
+
+
+def test_records_survive_as_json_for_status(store: Store) -> None:
+    make_job(store, "jrec00000001", age_seconds=1)
+    data = json.loads(store.record("jrec00000001").read_text())
+    assert store.read_record("jrec00000001") == data
+    store.record("jrec00000001").write_text("{broken")
+    assert store.read_record("jrec00000001") is None
