@@ -69,7 +69,12 @@ def parse_size(value: object) -> int:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
-Mode = Literal["isolated", "shared", "direct", "off", "auto"]
+def _yaml_off(value: object) -> object:
+    """YAML 1.1 reads a bare `off` as False; `mode: off` means the mode."""
+    return "off" if value is False else value
+
+
+Mode = Annotated[Literal["isolated", "shared", "direct", "off", "auto"], BeforeValidator(_yaml_off)]
 SeedMode = Literal["link", "copy", "none"]
 MergePolicy = Literal["always", "success", "never", "protected"]
 UvLinkMode = Literal["auto", "copy", "hardlink", "clone", "symlink", "unset"]
@@ -289,8 +294,9 @@ def env_layer(env: Mapping[str, str]) -> tuple[Layer, list[str]]:
             continue
         path = ENV_KEYS.get(name)
         if path is None:
-            close = difflib.get_close_matches(name, list(ENV_KEYS) + list(NON_CONFIG_ENV), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            known = {k.removeprefix(ENV_PREFIX): k for k in [*ENV_KEYS, *NON_CONFIG_ENV]}
+            close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), list(known), n=1, cutoff=0.75)
+            hint = f"; did you mean {known[close[0]]}?" if close else ""
             warnings.append(f"ignoring unknown variable {name}{hint}")
             continue
         parsed: Any = value
@@ -320,6 +326,8 @@ def _label_for(loc: KeyPath, labels: Mapping[KeyPath, str]) -> str:
 
 
 def _model_at(loc: KeyPath) -> type[BaseModel] | None:
+    if len(loc) == 2 and loc[0] == "tools" and loc[1].isdigit():
+        return CustomTool
     model: type[BaseModel] = Config
     for part in loc:
         info = model.model_fields.get(part)
@@ -334,8 +342,15 @@ def _model_at(loc: KeyPath) -> type[BaseModel] | None:
 
 def _explain(exc: ValidationError, labels: Mapping[KeyPath, str]) -> ConfigError:
     lines = []
-    for err in exc.errors():
-        loc = tuple(str(p) for p in err["loc"])
+    errors = exc.errors()
+    # A tool entry is a name or a mapping: when the mapping branch has errors, the name branch's
+    # "should be a string" only adds noise.
+    mapping_branch = {tuple(str(p) for p in e["loc"][:2]) for e in errors if "CustomTool" in map(str, e["loc"])}
+    for err in errors:
+        raw = tuple(str(p) for p in err["loc"])
+        if raw[:2] in mapping_branch and ("str" in raw or "constrained-str" in raw):
+            continue
+        loc = raw
         # pydantic adds union-branch names (e.g. `str`, `CustomTool`) to the path; drop them.
         loc = tuple(p for p in loc if not p[:1].isupper() and p not in ("str", "constrained-str"))
         key = ".".join(loc) or "(top level)"

@@ -147,31 +147,42 @@ def rmtree(path: Path) -> None:
     _remove_dir(top)
 
 
-def _remove_entry(full: str) -> None:
-    def op() -> None:
-        try:
-            if osapi.IS_WINDOWS and osapi.is_link_or_junction(full) and os.path.isdir(full):
-                os.rmdir(full)  # a junction or dir symlink is removed with rmdir on Windows
-            else:
-                os.unlink(full)
-        except FileNotFoundError:
-            return
-        except PermissionError:
-            osapi.clear_readonly(full)
-            raise
+def _make_parent_writable(full: str) -> None:
+    """POSIX: deleting needs write permission on the folder, which a read-only tree lacks."""
+    parent = os.path.dirname(full)
+    with contextlib.suppress(OSError):
+        mode = os.lstat(parent).st_mode
+        if not mode & stat.S_IWUSR:
+            os.chmod(parent, mode | stat.S_IWUSR | stat.S_IXUSR)
 
-    with_retry(op, f"delete {full}")
+
+def _remove_entry(full: str) -> None:
+    # A junction or a dir symlink is removed with rmdir on Windows; everything else with unlink.
+    as_dir = osapi.IS_WINDOWS and osapi.is_link_or_junction(full) and os.path.isdir(full)
+    _delete(full, os.rmdir if as_dir else os.unlink)
 
 
 def _remove_dir(full: str) -> None:
+    _delete(full, os.rmdir)
+
+
+def _delete(full: str, remover: Callable[[str], None]) -> None:
+    """Delete one entry; a read-only bit (Windows) or a read-only folder (POSIX) is cleared first."""
+
     def op() -> None:
         try:
-            os.rmdir(full)
+            remover(full)
         except FileNotFoundError:
             return
-        except PermissionError:
+        except PermissionError as exc:
             osapi.clear_readonly(full)
-            raise
+            _make_parent_writable(full)
+            if osapi.is_transient_error(exc):
+                raise  # held open by someone: wait and retry
+            try:
+                remover(full)
+            except FileNotFoundError:
+                return
 
     with_retry(op, f"delete {full}")
 
@@ -227,10 +238,11 @@ class TreeCount:
     linked: int = 0
 
 
-def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = None) -> TreeCount:
+def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = None,
+               skip: Callable[[str], bool] | None = None) -> TreeCount:
     """Recreate the tree `src` at `dst` (which must not exist): dirs made, files linked or copied.
 
-    Symlinks are recreated as symlinks with the same text. Used for archives: immutable once in place.
+    Symlinks are recreated as symlinks with the same text. Entries whose name `skip` accepts are left out.
     """
     count = count or TreeCount()
     os.mkdir(_p(dst))
@@ -239,6 +251,8 @@ def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = No
         s_dir, d_dir = stack.pop()
         with os.scandir(_p(s_dir)) as it:
             for entry in it:
+                if skip is not None and skip(entry.name):
+                    continue
                 s = Path(s_dir, entry.name)
                 d = Path(d_dir, entry.name)
                 if entry.is_symlink():
@@ -252,6 +266,11 @@ def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = No
                     count.linked += int(linked)
                     count.bytes += entry.stat(follow_symlinks=False).st_size
     return count
+
+
+def is_lock_or_temp(name: str) -> bool:
+    """Lock files and temp entries: never copied from one cache into another."""
+    return name.endswith(".lock") or is_temp_name(name)
 
 
 def tree_size(path: Path) -> tuple[int, int]:

@@ -89,13 +89,27 @@ def _toml_array_names(lines: Iterable[str], header: str) -> set[str]:
     return names
 
 
+_DEP_KEYS = frozenset({"dependencies", "requires"})
+_DEP_TABLES = frozenset({"project.optional-dependencies", "dependency-groups", "tool.uv"})
+
+
 def _pyproject_names(lines: Iterable[str]) -> set[str]:
     names: set[str] = set()
     in_deps = False
+    in_dep_table = False
     for line in lines:
         stripped = line.strip()
-        if re.match(r"^(dependencies|requires|[A-Za-z0-9_-]+)\s*=\s*\[", stripped):
+        if stripped.startswith("["):
+            # Tables whose arrays hold requirements: [project], [project.optional-dependencies], ...
+            table = stripped.strip("[]").strip()
+            in_dep_table = table in _DEP_TABLES
+            in_deps = False
+            continue
+        key = re.match(r"^([A-Za-z0-9_.-]+)\s*=\s*\[", stripped)
+        if key and (key.group(1) in _DEP_KEYS or in_dep_table):
             in_deps = True
+        elif key:
+            in_deps = False
         if in_deps:
             for dep in re.findall(r'"([A-Za-z0-9][A-Za-z0-9._-]*)', stripped):
                 names.add(normalize(dep))
@@ -111,8 +125,9 @@ def _requirements_names(path: Path, lines: Iterable[str], seen: set[Path]) -> se
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
-        if line.startswith(("-r ", "-c ", "--requirement ", "--constraint ")):
-            nested = path.parent / line.split(None, 1)[1].strip()
+        option = re.match(r"^(-r|-c|--requirement|--constraint)(?:\s+|=)(.+)$", line)
+        if option:
+            nested = path.parent / option.group(2).strip()
             if nested.resolve() not in seen and nested.is_file():
                 names |= _requirements_names(nested, nested.read_text(errors="replace").splitlines(), seen)
             continue

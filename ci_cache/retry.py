@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,12 +52,12 @@ class Policy:
     def delay(self, retry_number: int) -> float:
         """Exponential backoff with jitter, so that jobs that failed together retry apart."""
         base = min(self.backoff * (2 ** (retry_number - 1)), self.max_backoff)
-        return float(base * (0.5 + random.random()))
+        return float(min(base * (0.5 + random.random()), self.max_backoff))
 
 
-def is_cache_command(argv: Iterable[str]) -> bool:
-    first = next(iter(argv), "")
+def is_cache_command(argv: Sequence[str]) -> bool:
+    first = argv[0] if argv else ""
     name = Path(first).name.lower()
     for suffix in (".exe", ".cmd", ".bat"):
         name = name.removesuffix(suffix)
-    return name in CACHE_COMMANDS or (name.startswith("python") and "pip" in list(argv)[1:3])
+    return name in CACHE_COMMANDS or (name.startswith(("python", "py")) and list(argv)[1:3] == ["-m", "pip"])

@@ -65,6 +65,11 @@ def text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cell(text: str) -> str:
+    """A markdown table cell: a `|` in a message must not end the cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"### ci-cache: {summary.get('mode')} job, status {summary.get('status')}",
@@ -74,7 +79,7 @@ def markdown(summary: dict[str, Any]) -> str:
         "| tool | seeded | merged back |",
         "| --- | --- | --- |",
     ]
-    lines += [f"| {t} | {s} | {m} |" for t, s, m in _tool_rows(summary)]
+    lines += [f"| {_cell(t)} | {_cell(s)} | {_cell(m)} |" for t, s, m in _tool_rows(summary)]
     if summary.get("phases"):
         lines += ["", f"Time: {_phases(summary)}"]
     retry_line = _retries(summary)
