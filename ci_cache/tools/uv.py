@@ -10,6 +10,7 @@ The rules (DESIGN.md, checked against uv 0.13.8):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -200,7 +201,7 @@ class _Seeder:
                     self._copy_file(src, dst, f"{bucket}/{rel}/{src.name}")
 
     def _copy_meta(self, src: Path, dst: Path, rel: str, kind: str) -> None:
-        """Copy a metadata tree; recreate links; link built wheels (immutable, and large)."""
+        """Copy a metadata tree and recreate its links; collect the archives the links name."""
         dst.mkdir(parents=True, exist_ok=True)
         with os.scandir(src) as it:
             entries = list(it)
@@ -223,11 +224,8 @@ class _Seeder:
                     archive = archive_id_of_link(entry.path, is_symlink=False)
                     if archive:
                         self.archives_wanted.add(archive)
-                if kind == "sdists" and name.endswith(".whl"):
-                    fsops.link_or_copy(Path(entry.path), target, link=self.req.link)
-                    self.stats.files += 1
-                    self.stats.linked += int(self.req.link)
-                    continue
+                # Everything outside archive-v0 is copied, built wheels included: only archives are
+                # immutable by uv's contract, and a build backend may reopen its wheel for writing.
                 self._copy_file(Path(entry.path), target, child_rel)
 
     def _copy_file(self, src: Path, dst: Path, rel: str) -> None:
@@ -249,6 +247,9 @@ class _Seeder:
             if archive in self.manifest.archives or not src.is_dir() or dst.exists():
                 continue
             fsops.clone_tree(src, dst, link=self.req.link, count=count)
+            # The archive's folder mtime is its last use, for `ci-cache prune`'s LRU order.
+            with contextlib.suppress(OSError):
+                os.utime(src)
             self.manifest.archives.add(archive)
             self.stats.entries += 1
         self.stats.files += count.files
@@ -345,8 +346,8 @@ class _Merger:
     # -- wheels: groups `<key>`, `<key>.http|.rev`, `<key>.msgpack`, taken whole.
 
     def _merge_wheels(self, bucket: str) -> None:
-        for folder, rel, names in _walk_dirs(self.req.job / bucket, bucket):
-            for key in _group_keys(names):
+        for folder, rel, names in walk_dirs(self.req.job / bucket, bucket):
+            for key in group_keys(names):
                 pointer = next((key + s for s in POINTER_SUFFIXES if key + s in names), None)
                 if pointer is None:
                     continue
@@ -378,7 +379,7 @@ class _Merger:
     # -- sdists: `<version>/` with a revision pointer and revision folders.
 
     def _merge_sdists(self, bucket: str) -> None:
-        for folder, rel, names in _walk_dirs(self.req.job / bucket, bucket):
+        for folder, rel, names in walk_dirs(self.req.job / bucket, bucket):
             pointer = next((p for p in SDIST_POINTERS if p in names), None)
             if pointer is None:
                 continue
@@ -402,7 +403,7 @@ class _Merger:
     def _merge_revision(self, src: Path, dst: Path) -> bool:
         if dst.exists():
             return True
-        for sub_dir, _rel, names in _walk_dirs(src, ""):
+        for sub_dir, _rel, names in walk_dirs(src, ""):
             for name in names:
                 path = sub_dir / name
                 if path.is_symlink() or (_is_group_link_name(name) and path.is_file()):
@@ -412,7 +413,7 @@ class _Merger:
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = fsops.temp_sibling(dst)
         try:
-            count = fsops.clone_tree(src, tmp, link=False)
+            count = fsops.clone_tree(src, tmp, link=False, skip=fsops.is_lock_or_temp)
             _retarget_tree_links(tmp, self.req.job, self.req.shared)
             if fsops.rename_new(tmp, dst):
                 self.stats.files += count.files
@@ -450,7 +451,7 @@ class _Merger:
     # -- index files: add what is missing; the newer copy wins.
 
     def _merge_index(self, bucket: str) -> None:
-        for folder, rel, names in _walk_dirs(self.req.job / bucket, bucket):
+        for folder, rel, names in walk_dirs(self.req.job / bucket, bucket):
             for name in names:
                 if name.endswith(".lock"):
                     continue
@@ -495,7 +496,7 @@ class _Merger:
             return
         tmp = fsops.temp_sibling(dst)
         try:
-            count = fsops.clone_tree(src, tmp, link=False)
+            count = fsops.clone_tree(src, tmp, link=False, skip=fsops.is_lock_or_temp)
             if fsops.rename_new(tmp, dst):
                 self.stats.files += count.files
                 self.stats.bytes += count.bytes
@@ -520,7 +521,7 @@ class _Merger:
         self.stats.bytes += os.lstat(dst).st_size
 
 
-def _walk_dirs(top: Path, rel_top: str) -> Iterator[tuple[Path, str, set[str]]]:
+def walk_dirs(top: Path, rel_top: str) -> Iterator[tuple[Path, str, set[str]]]:
     """(folder, its path relative to the cache root, the names of the non-dir entries in it)."""
     stack = [(top, rel_top)]
     while stack:
@@ -540,7 +541,7 @@ def _walk_dirs(top: Path, rel_top: str) -> Iterator[tuple[Path, str, set[str]]]:
         yield folder, rel, names
 
 
-def _group_keys(names: Iterable[str]) -> set[str]:
+def group_keys(names: Iterable[str]) -> set[str]:
     keys = set()
     for name in names:
         for suffix in POINTER_SUFFIXES:
@@ -569,7 +570,7 @@ def _cache_root_of(folder: Path) -> Path | None:
 
 
 def _retarget_tree_links(top: Path, old_root: Path, new_root: Path) -> None:
-    for folder, _rel, names in _walk_dirs(top, ""):
+    for folder, _rel, names in walk_dirs(top, ""):
         for name in names:
             path = folder / name
             if path.is_symlink():
