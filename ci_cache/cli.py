@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_cache import __version__, config, envformat, log, osapi, runner, session, summary
-from ci_cache.errors import AllocationMissing, CiCacheError, Interrupted, UsageError
+from ci_cache.errors import AllocationMissing, CiCacheError, Interrupted, UsageError, VerifyFailed
 from ci_cache.providers import job_identity
 from ci_cache.retry import Policy, is_cache_command
 
@@ -95,6 +95,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", metavar="DURATION", help="only reclaim dead jobs older than this (default: gc.grace)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_gc)
+
+    p = sub.add_parser("verify", parents=[glob], help="check the shared caches' invariants; --fix repairs",
+                       description="Check the shared uv cache (or the uv cache at PATH): every pointer names an "
+                       "existing archive, no dangling links, no leftover temp dirs. Exit 5 on an error.")
+    p.add_argument("path", nargs="?", help="a uv cache dir (default: the shared uv cache under the root)")
+    p.add_argument("--fix", action="store_true", help="remove what is provably broken, never a valid entry")
+    p.add_argument("--config", metavar="FILE")
+    p.add_argument("--root", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("prune", parents=[glob], help="bound the shared caches by size and age",
+                       description="Run `uv cache prune`, then evict least recently used whole entries until each "
+                       "shared cache is under --max-size and nothing is older than --max-age.")
+    p.add_argument("--max-size", metavar="SIZE", help="e.g. 20GB (default: prune.max_size)")
+    p.add_argument("--max-age", metavar="DURATION", help="e.g. 30d (default: prune.max_age)")
+    p.add_argument("--ci", action="store_true", default=None, help="use `uv cache prune --ci`")
+    p.add_argument("--config", metavar="FILE")
+    p.add_argument("--root", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_prune)
+
+    p = sub.add_parser("doctor", parents=[glob], help="check this agent and explain what to fix")
+    p.add_argument("--config", metavar="FILE")
+    p.add_argument("--root", metavar="DIR")
+    p.set_defaults(handler=cmd_doctor)
 
     p = sub.add_parser("config", parents=[glob], help="show the effective config and where each value came from")
     p.add_argument("--config", metavar="FILE")
@@ -308,6 +334,59 @@ def cmd_gc(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     else:
         log.info(f"gc: reclaimed {len(report.reclaimed_jobs)} dead job(s) ({report.bytes_freed / 2**20:.1f} MiB), "
                  f"{len(report.reclaimed_temp)} temp dir(s); {len(report.live_jobs)} live job(s) left alone")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ci_cache import verify
+    from ci_cache.store import Store
+
+    cfg = load_config(args, env).config
+    cache = Path(args.path) if args.path else Store(resolve_root(cfg, env)).shared_cache("uv")
+    report = verify.check(cache, grace=cfg.gc.grace)
+    if args.fix:
+        removed = verify.fix(report)
+        log.info(f"verify --fix: removed {removed} broken or leftover item(s)")
+        report = verify.check(cache, grace=cfg.gc.grace)
+    if args.json:
+        print(json.dumps({"cache": str(cache), "ok": report.ok, "findings": [
+            {"kind": f.kind, "path": f.path, "problem": f.problem} for f in report.findings]}, indent=2))
+    else:
+        print(verify.render(report), file=sys.stderr)
+    if not report.ok:
+        raise VerifyFailed(f"{cache}: {len(report.errors)} broken entr{'y' if len(report.errors) == 1 else 'ies'}",
+                           hint="run `ci-cache verify --fix`")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ci_cache import prune
+    from ci_cache.store import Store
+
+    cfg = load_config(args, env).config
+    max_size = config.parse_size(args.max_size) if args.max_size else cfg.prune.max_size
+    max_age = config.parse_duration(args.max_age) if args.max_age else cfg.prune.max_age
+    store = Store(resolve_root(cfg, env))
+    reports = prune.prune_store(store.shared_dir, [t for t in cfg.tool_names() if t != "temp"],
+                                max_size=max_size, max_age=max_age,
+                                uv_ci=cfg.prune.uv_ci if args.ci is None else args.ci, env=env,
+                                lock_timeout=cfg.lock_timeout)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in reports], indent=2))
+    for report in reports:
+        prune.log_report(report)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ci_cache import doctor
+    from ci_cache.store import Store
+
+    cfg = load_config(args, env).config
+    diagnosis = doctor.diagnose(Store(resolve_root(cfg, env)), env, windows=osapi.IS_WINDOWS)
+    print(doctor.render(diagnosis), file=sys.stderr)
+    if not diagnosis.ok:
+        raise VerifyFailed("doctor found problems", hint="see the advice above")
     return 0
 
 

@@ -1,0 +1,100 @@
+"""`ci-cache doctor`: check an agent and explain what is wrong and what to do."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ci_cache import fsops, osapi, status, verify
+from ci_cache.errors import CiCacheError
+from ci_cache.store import Store
+
+LOW_DISK_BYTES = 2 * 1024**3
+# The deepest path uv makes below its cache root, roughly: a wheels pointer of a long project name.
+UV_DEEPEST_SUFFIX = 170
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    advice: str = ""
+
+
+@dataclass
+class Diagnosis:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str, advice: str = "") -> None:
+        self.checks.append(Check(name, ok, detail, advice))
+
+
+def diagnose(store: Store, env: Mapping[str, str], *, windows: bool) -> Diagnosis:
+    d = Diagnosis()
+    try:
+        store.ensure()
+        d.add("root", True, f"{store.root} is writable")
+    except CiCacheError as exc:
+        d.add("root", False, str(exc), "point `root:` (CI_CACHE_ROOT) at a writable folder")
+        return d
+    free = fsops.disk_free(store.root)
+    d.add("disk", free >= LOW_DISK_BYTES, f"{free / 2**30:.1f} GiB free under {store.root}",
+          "free some space, or bound the caches: `ci-cache prune --max-size 20GB`")
+    longest = len(str(store.jobs_dir / "j0123456789a" / "uv")) + UV_DEEPEST_SUFFIX
+    long_ok = osapi.long_paths_enabled()
+    if windows:
+        fits = longest < osapi.MAX_PATH or bool(long_ok)
+        d.add("paths", fits, f"deepest cache path about {longest} characters; long paths "
+              f"{'enabled' if long_ok else 'not enabled'} in Windows",
+              "set HKLM\\SYSTEM\\CurrentControlSet\\Control\\FileSystem LongPathsEnabled=1, or a shorter root "
+              "such as C:\\cc")
+    else:
+        d.add("paths", True, f"deepest cache path about {longest} characters (no MAX_PATH limit here)")
+    uv = shutil.which("uv", path=env.get("PATH"))
+    if uv:
+        proc = subprocess.run([uv, "--version"], capture_output=True, text=True, check=False)
+        d.add("uv", proc.returncode == 0, f"{uv}: {proc.stdout.strip() or proc.stderr.strip()}")
+    else:
+        d.add("uv", False, "uv not found on PATH", "install uv (pip install uv), or drop uv from `tools:`")
+    bad_locks = []
+    for lock_file in sorted([*store.shared_dir.glob("*.lock"), *store.jobs_dir.glob("*.lease")]):
+        try:
+            with open(lock_file, "a+b"):
+                pass
+        except OSError as exc:
+            bad_locks.append(f"{lock_file}: {exc.strerror}")
+    d.add("locks", not bad_locks, "; ".join(bad_locks) or "all lock files can be opened",
+          "delete the listed lock files while no job runs")
+    state = status.collect(store)
+    stale = state["stale_jobs"]
+    d.add("jobs", not stale, f"{len(state['live_jobs'])} live, {len(stale)} stale job dir(s)",
+          "run `ci-cache gc` to reclaim the stale ones")
+    uv_cache = store.shared_cache("uv")
+    if uv_cache.is_dir():
+        report = verify.check(uv_cache)
+        d.add("verify", report.ok, f"shared uv cache: {report.checked_pointers} pointers, {len(report.errors)} "
+              f"error(s), {sum(f.kind == 'garbage' for f in report.findings)} leftover temp dir(s)",
+              "run `ci-cache verify --fix`")
+    av = ("exclude the root from real-time scanning, e.g. PowerShell as admin: "
+          f"Add-MpPreference -ExclusionPath '{store.root}' (and the same for your EDR tool)")
+    d.add("antivirus", True, "scanners lock fresh files for seconds; ci-cache retries, but an exclusion is faster"
+          if windows else "no Windows antivirus here", av if windows else "")
+    return d
+
+
+def render(d: Diagnosis) -> str:
+    lines = []
+    for c in d.checks:
+        lines.append(f"[{'ok' if c.ok else 'PROBLEM'}] {c.name}: {c.detail}")
+        if c.advice and (not c.ok or c.name == "antivirus"):
+            lines.append(f"      -> {c.advice}")
+    lines.append("all good" if d.ok else f"{sum(not c.ok for c in d.checks)} problem(s) found")
+    return "\n".join(lines)
+
