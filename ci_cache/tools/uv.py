@@ -247,9 +247,11 @@ class _Seeder:
             if archive in self.manifest.archives or not src.is_dir() or dst.exists():
                 continue
             fsops.clone_tree(src, dst, link=self.req.link, count=count)
-            # The archive's folder mtime is its last use, for `ci-cache prune`'s LRU order.
-            with contextlib.suppress(OSError):
-                os.utime(src)
+            if self.req.packages is not None:
+                # The job named what it needs (key files): the archive's folder mtime records this
+                # use, for `ci-cache prune`'s LRU order. A full seed says nothing about use.
+                with contextlib.suppress(OSError):
+                    os.utime(src)
             self.manifest.archives.add(archive)
             self.stats.entries += 1
         self.stats.files += count.files
