@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_cache import fsops, gc, keyfiles, lease, locks, log, osapi, shims
+from ci_cache import fsops, gc, keyfiles, lease, locks, log, osapi, prune, shims
 from ci_cache.config import Config
 from ci_cache.errors import AllocationMissing, CiCacheError, StoreError, UsageError
 from ci_cache.providers import JobIdentity, job_key
@@ -268,6 +268,7 @@ def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = Non
         result.merge_decision = why
         if do_merge:
             _merge_all(ctx, result, dict(record.get("caches", {})))
+            _prune_if_over(ctx, result)
         started = time.monotonic()
         fsops.rmtree(store.job_dir(key))
         fsops.unlink(store.record(key))
@@ -304,3 +305,23 @@ def _merge_all(ctx: Context, result: FinishResult, caches: Mapping[str, str]) ->
             result.merged[tool.name] = {"failed": str(exc)}
     result.phases["lock_wait"] = round(waited_total, 4)
     result.phases["merge"] = round(time.monotonic() - started - waited_total, 4)
+
+
+def _prune_if_over(ctx: Context, result: FinishResult) -> None:
+    """`prune.on_finish`: bound the shared caches right after a merge grew them. Never fails the job."""
+    bounds = ctx.config.prune
+    if not bounds.on_finish or (bounds.max_size is None and bounds.max_age is None):
+        return
+    started = time.monotonic()
+    try:
+        reports = prune.prune_store(ctx.store.shared_dir, list(result.merged), max_size=bounds.max_size,
+                                    max_age=bounds.max_age, uv_ci=bounds.uv_ci, env=ctx.env,
+                                    lock_timeout=ctx.config.lock_timeout)
+    except (OSError, CiCacheError) as exc:
+        message = f"prune after the merge failed ({exc}); the shared cache is valid, only not bounded"
+        log.warn(message)
+        result.warnings.append(message)
+        return
+    result.phases["prune"] = round(time.monotonic() - started, 4)
+    for report in reports:
+        prune.log_report(report)

@@ -103,3 +103,12 @@ def test_doctor_on_an_unwritable_root(lab: Lab, tmp_path: Path) -> None:
     proc = lab.cli("doctor", "--root", str(blocker / "root"))
     assert proc.returncode == 5
     assert "[PROBLEM] root:" in proc.stderr and "writable folder" in proc.stderr
+
+
+def test_prune_on_finish_bounds_the_cache_after_a_merge(lab: Lab) -> None:
+    (lab.tmp / "ci-cache.yml").write_text("prune:\n  max_size: 200KB\n  on_finish: true\n")
+    assert lab.start_job("big", OLD, "--mode", "isolated").wait(timeout=600) == 0
+    summary = lab.summary("big")
+    assert "prune" in summary["phases"]
+    assert fsops.tree_size(lab.shared_uv)[1] <= 200_000
+    assert verify.check(lab.shared_uv).ok
