@@ -22,6 +22,7 @@ from ci_cache.errors import StoreError
 _PROCESS_TRACKING_VARS = ("JENKINS_NODE_COOKIE", "BUILD_ID", "JENKINS_SERVER_COOKIE", "RUNNER_TRACKING_ID")
 
 READY = b"ready\n"
+HANDOVER_QUIET_SECONDS = 5.0
 
 
 def is_held(lease_path: Path) -> bool:
@@ -65,6 +66,13 @@ def stop_holder(pid: int | None, lease_path: Path, *, timeout: float) -> osapi.F
     """Stop the holder started by setup and take the lease over."""
     if pid and osapi.pid_alive(pid):
         osapi.terminate(pid)
+    # The holder lets go within moments of being told: wait quietly for that before saying anything.
+    deadline = time.monotonic() + HANDOVER_QUIET_SECONDS
+    while time.monotonic() < deadline:
+        handle = osapi.try_lock(lease_path)
+        if handle is not None:
+            return handle
+        time.sleep(0.02)
     return take(lease_path, timeout=timeout)
 
 
