@@ -20,6 +20,14 @@ from ci_cache.retry import Policy, is_cache_command
 
 Handler = Callable[[argparse.Namespace, Mapping[str, str]], int]
 
+# What CIs call a job's result, mapped to ours: GitLab's CI_JOB_STATUS says failed/canceled, Jenkins says
+# SUCCESS/FAILURE/UNSTABLE/ABORTED, GitHub's job.status says success/failure/cancelled.
+STATUS_ALIASES = {
+    "success": "success", "failure": "failure", "failed": "failure", "cancelled": "cancelled",
+    "canceled": "cancelled", "SUCCESS": "success", "FAILURE": "failure", "UNSTABLE": "failure",
+    "ABORTED": "cancelled",
+}
+
 EPILOG = "Docs: README.md and docs/ in the ci-cache repository. Exit codes: docs/cli.md."
 
 
@@ -78,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finish", parents=[glob, job], help="merge the job's new entries back and release it",
                        description="Merge what the job added into the shared caches (following the merge "
                        "policy), release and delete the job dir, and print a summary.")
-    p.add_argument("--status", choices=["success", "failure", "cancelled", "canceled"], default="success",
-                   help="the job's result, for `merge: success`")
+    p.add_argument("--status", choices=sorted(STATUS_ALIASES), default="success",
+                   help="the job's result, for `merge: success` (GitLab's CI_JOB_STATUS and Jenkins' results "
+                   "are accepted as they are)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(handler=cmd_finish)
 
@@ -295,7 +304,7 @@ def cmd_setup(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def cmd_finish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     ctx = make_context(args, env)
-    status = "cancelled" if args.status == "canceled" else args.status
+    status = STATUS_ALIASES[args.status]
     try:
         result = session.finish(ctx, status).as_json()
     except AllocationMissing as exc:

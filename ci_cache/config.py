@@ -292,6 +292,8 @@ def env_layer(env: Mapping[str, str]) -> tuple[Layer, list[str]]:
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name in NON_CONFIG_ENV:
             continue
+        if not value.strip():
+            continue  # an empty variable means unset: CI templates pass "" to defer to ci-cache.yml
         path = ENV_KEYS.get(name)
         if path is None:
             known = {k.removeprefix(ENV_PREFIX): k for k in [*ENV_KEYS, *NON_CONFIG_ENV]}
