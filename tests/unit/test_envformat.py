@@ -104,18 +104,21 @@ def _eval_sh(shell: str, script: str, names: Sequence[str], path: str | None = "
     return out.stdout.decode("utf-8").split("\0")[:-1]
 
 
+@pytest.mark.spawns
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_bash_round_trip_of_nasty_values() -> None:
     script = emit("bash", export(NASTY))
     assert _eval_sh("bash", script, list(NASTY)) == list(NASTY.values())
 
 
+@pytest.mark.spawns
 @pytest.mark.skipif(shutil.which("dash") is None, reason="dash is not installed (POSIX sh check)")
 def test_bash_format_is_plain_posix_sh() -> None:
     script = emit("bash", export(NASTY, ["/opt/a b", "/c'd"]))
     assert _eval_sh("dash", script, [*NASTY, "PATH"]) == [*NASTY.values(), "/opt/a b:/c'd:/usr/bin:/bin"]
 
 
+@pytest.mark.spawns
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_bash_round_trip_through_a_file_like_the_docs_say(tmp_path: Path) -> None:
     f = tmp_path / "env.sh"
@@ -131,6 +134,7 @@ def test_bash_round_trip_through_a_file_like_the_docs_say(tmp_path: Path) -> Non
         assert out.stdout.decode("utf-8") == value
 
 
+@pytest.mark.spawns
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_bash_path_prepend_keeps_the_shell_path_and_order() -> None:
     script = emit("bash", export({"A": "1"}, ["/opt/x y", "/opt/$z"]))
@@ -138,6 +142,7 @@ def test_bash_path_prepend_keeps_the_shell_path_and_order() -> None:
     assert _eval_sh("bash", script, ["PATH"]) == ["/opt/x y:/opt/$z:/usr/bin:/bin"]
 
 
+@pytest.mark.spawns
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_bash_path_prepend_to_an_empty_path_adds_no_cwd_entry() -> None:
     script = emit("bash", export({}, ["/opt/a"]))

@@ -1,0 +1,256 @@
+"""The GitLab template and CI/CD component (gitlab/), end to end under gitlab-ci-local.
+
+gitlab-ci-local (npm, installed by scripts/setup-gitlab-ci-local.sh) runs tests/gitlab's pipelines with
+the shell executor: three concurrent jobs install packages with the real uv from a local index through
+the real ci-cache (this Python's bin dir comes first on PATH), into a temporary CI_CACHE_ROOT. One job
+fails in `script:`; with `merge: success` only the two others may reach the shared cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ci_cache.localindex import IndexServer, PackageSpec, build_index
+
+REPO = Path(__file__).resolve().parents[2]
+GITLAB_DIR = REPO / "gitlab"
+TEMPLATE = GITLAB_DIR / "ci-cache.gitlab-ci.yml"
+COMPONENT = GITLAB_DIR / "templates" / "ci-cache" / "template.yml"
+PIPELINES = REPO / "tests" / "gitlab"
+DOC = REPO / "docs" / "gitlab.md"
+BIN = str(Path(sys.executable).parent)
+UV = shutil.which("uv", path=BIN) or shutil.which("uv")
+GIT = shutil.which("git")
+RSYNC = shutil.which("rsync")
+TIMEOUT = 600
+HIDDEN_JOBS = (".ci-cache", ".ci-cache-windows")
+
+SPECS = [
+    PackageSpec("e2e-common", "1.0.0", deps=("e2e-dep",)),
+    PackageSpec("e2e-dep", "2.0.0", files=2),
+    PackageSpec("e2e-only-a", "1.0.0"),
+    # sdist-only: job-b's cache gets a built wheel (sdists-v*), merged like the rest.
+    PackageSpec("e2e-only-b", "0.5.0", sdist=True, wheel=False),
+    PackageSpec("e2e-only-fail", "3.0.0"),
+]
+JOBS = ("job-a", "job-b", "job-fail")
+
+
+def _gitlab_ci_local() -> Path:
+    dev_home = os.environ.get("CI_CACHE_DEV_HOME") or str(Path.home() / ".cache" / "ci-cache-dev")
+    return Path(dev_home) / "gitlab-ci-local" / "node_modules" / ".bin" / "gitlab-ci-local"
+
+
+GCL = _gitlab_ci_local()
+needs_gitlab_ci_local = pytest.mark.skipif(
+    not GCL.is_file() or GIT is None or RSYNC is None or shutil.which("node") is None,
+    reason=f"gitlab-ci-local ({GCL}), node, git or rsync missing: run scripts/setup-gitlab-ci-local.sh",
+)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The template and the component stay in step
+
+
+class _GitlabLoader(yaml.SafeLoader):
+    """Safe YAML plus GitLab's !reference tag, loaded as the plain list it holds."""
+
+
+def _reference(loader: yaml.SafeLoader, node: yaml.Node) -> list[Any]:
+    assert isinstance(node, yaml.SequenceNode)
+    return loader.construct_sequence(node)
+
+
+_GitlabLoader.add_constructor("!reference", _reference)
+
+
+def _load_all(path: Path) -> list[Any]:
+    return list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_GitlabLoader))
+
+
+def test_component_has_the_template_scripts_and_inputs_for_every_setting() -> None:
+    (template,) = _load_all(TEMPLATE)
+    spec, component = _load_all(COMPONENT)
+    inputs = spec["spec"]["inputs"]
+    assert set(inputs) == {"mode", "tools", "config", "merge", "strict", "install_source", "stage"}
+    assert template["variables"] == {"CI_CACHE_INSTALL_SOURCE": inputs["install_source"]["default"]}
+    for job in HIDDEN_JOBS:
+        for key in ("before_script", "after_script"):
+            assert component[job][key] == template[job][key], f"{job}.{key} differs"
+        assert component[job]["stage"] == "$[[ inputs.stage ]]"
+        assert component[job]["variables"] == {
+            "CI_CACHE_MODE": "$[[ inputs.mode ]]",
+            "CI_CACHE_TOOLS": "$[[ inputs.tools ]]",
+            "CI_CACHE_CONFIG": "$[[ inputs.config ]]",
+            "CI_CACHE_MERGE": "$[[ inputs.merge ]]",
+            "CI_CACHE_STRICT": "$[[ inputs.strict ]]",
+            "CI_CACHE_INSTALL_SOURCE": "$[[ inputs.install_source ]]",
+        }
+    # Empty inputs must leave the setting to ci-cache.yml: only install_source and stage have values.
+    assert {k for k, v in inputs.items() if v["default"] != ""} == {"install_source", "stage"}
+
+
+def test_wrappers_call_only_documented_commands() -> None:
+    text = TEMPLATE.read_text(encoding="utf-8")
+    assert 'setup --format bash)"' in text
+    assert "setup --format powershell | Out-String" in text
+    assert text.count("finish --status") == 2
+    doc = DOC.read_text(encoding="utf-8")
+    for needle in ("!reference [.ci-cache, before_script]", "cache:", ".ci-cache-windows", "component:"):
+        assert needle in doc
+
+
+# ---------------------------------------------------------------------------------------------------------
+# gitlab-ci-local end to end
+
+
+def _git(repo: Path, *args: str) -> None:
+    assert GIT is not None
+    subprocess.run(
+        [GIT, *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        env={
+            **_base_env(repo),
+            "GIT_AUTHOR_NAME": "e2e",
+            "GIT_AUTHOR_EMAIL": "e2e@localhost",
+            "GIT_COMMITTER_NAME": "e2e",
+            "GIT_COMMITTER_EMAIL": "e2e@localhost",
+        },
+    )
+
+
+def _base_env(tmp: Path) -> dict[str, str]:
+    keep = ("LANG", "LC_ALL", "TERM")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    home = tmp / "home"
+    env.update(
+        HOME=str(home),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        PATH=os.pathsep.join([BIN, os.environ.get("PATH", "")]),
+    )
+    return env
+
+
+def _project(tmp: Path, pipeline: str) -> Path:
+    """A git repo holding the pipeline, the jobs, the template and the component (at the repo root's
+    templates/, where GitLab and gitlab-ci-local look for a component)."""
+    repo = tmp / "project"
+    (repo / "templates" / "ci-cache").mkdir(parents=True)
+    shutil.copy(PIPELINES / pipeline, repo / ".gitlab-ci.yml")
+    shutil.copy(PIPELINES / "jobs.yml", repo / "jobs.yml")
+    shutil.copy(TEMPLATE, repo / "ci-cache.gitlab-ci.yml")
+    shutil.copy(COMPONENT, repo / "templates" / "ci-cache" / "template.yml")
+    _git(repo, "init", "-q", "-b", "main")
+    # gitlab-ci-local derives CI_SERVER_FQDN and CI_PROJECT_PATH from the remote (never contacted).
+    _git(repo, "remote", "add", "origin", "git@gitlab.invalid:e2e/project.git")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "e2e")
+    return repo
+
+
+def _run_pipeline(tmp: Path, pipeline: str, url: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    repo = _project(tmp, pipeline)
+    out = tmp / "out"
+    out.mkdir()
+    env = _base_env(tmp)
+    env.update(CI_CACHE_ROOT=str(tmp / "root"), UV_NO_PROGRESS="1", UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never")
+    # gitlab-ci-local says GITLAB_CI=false (it is not GitLab); a real runner says true, and ci-cache's
+    # GitLab provider (job identity from CI_JOB_ID) keys on it.
+    variables = {"GITLAB_CI": "true", "E2E_OUT": str(out), "E2E_INDEX": url, "E2E_PYTHON": sys.executable}
+    cmd = [str(GCL), "--shell-executor-no-image", "--no-color", "--concurrency", "3"]
+    for name, value in variables.items():
+        cmd += ["--variable", f"{name}={value}"]
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    return proc, out
+
+
+def _cli_json(tmp: Path, *args: str) -> Any:
+    env = _base_env(tmp)
+    env["CI_CACHE_ROOT"] = str(tmp / "root")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ci_cache", *args], env=env, capture_output=True, text=True, check=True, timeout=TIMEOUT
+    )
+    return json.loads(proc.stdout)
+
+
+def _offline_install(tmp: Path, cache: Path, url: str, packages: list[str]) -> subprocess.CompletedProcess[str]:
+    assert UV is not None
+    venv = tmp / "check-venv"
+    env = {**_base_env(tmp), "UV_CACHE_DIR": str(cache), "UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never"}
+    if not venv.exists():
+        subprocess.run(
+            [UV, "venv", "-q", "--python", sys.executable, str(venv)], env=env, check=True, capture_output=True
+        )
+    python = venv / "bin" / "python"
+    return subprocess.run(
+        [UV, "pip", "install", "--offline", "--python", str(python), "--index-url", url, *packages],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.wrappers
+@needs_gitlab_ci_local
+@pytest.mark.skipif(UV is None, reason="uv is not installed")
+@pytest.mark.parametrize("pipeline", ["template.gitlab-ci.yml", "component.gitlab-ci.yml"])
+def test_concurrent_jobs_get_private_caches_and_only_successful_ones_merge(tmp_path: Path, pipeline: str) -> None:
+    build_index(tmp_path / "index", SPECS)
+    with IndexServer(tmp_path / "index") as server:
+        proc, out = _run_pipeline(tmp_path, pipeline, server.url)
+        log = proc.stdout + proc.stderr
+        for job in ("job-a", "job-b"):
+            assert f"PASS  {job}" in log, log
+        assert "FAIL  job-fail" in log, log
+        assert "job-fail fails on purpose" in log, log
+        # gitlab-ci-local flags a failing after_script with "WARN  <job>  after_script".
+        assert not re.search(r"WARN\s+job-\S+\s+after_script", log), log
+
+        # Every job had its own uv cache and temp dir, and job-b's own before_script ran after ci-cache's.
+        caches = {job: (out / f"{job}.uv-cache").read_text().strip() for job in JOBS}
+        temps = {job: (out / f"{job}.tmpdir").read_text().strip() for job in JOBS}
+        assert len(set(caches.values())) == 3, caches
+        assert len(set(temps.values())) == 3, temps
+        root = (tmp_path / "root").resolve()
+        for path in [*caches.values(), *temps.values()]:
+            assert Path(path).resolve().is_relative_to(root / "jobs"), path
+        assert (out / "job-b.own-before-script").read_text().strip() == caches["job-b"]
+
+        # after_script finished every job (a separate shell: finish found them by CI_JOB_ID) ...
+        status = _cli_json(tmp_path, "status", "--json")
+        assert status["live_jobs"] == [], (status, log)
+        assert status["stale_jobs"] == [], (status, log)
+        for path in caches.values():
+            assert not Path(path).exists(), f"{path} was not released"
+        shared = Path(status["shared"]["uv"]["path"])
+        assert shared.resolve().is_relative_to(root)
+
+        # ... and merged the successful jobs' packages, so they install offline from the shared cache,
+        ok = _offline_install(tmp_path, shared, server.url, ["e2e-common", "e2e-only-a", "e2e-only-b"])
+        assert ok.returncode == 0, ok.stderr
+        venv_python = tmp_path / "check-venv" / "bin" / "python"
+        imported = subprocess.run(
+            [str(venv_python), "-c", "import e2e_common, e2e_dep, e2e_only_a, e2e_only_b; print('ok')"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert imported.stdout.strip() == "ok", imported.stderr
+        # ... but not the failed job's.
+        refused = _offline_install(tmp_path, shared, server.url, ["e2e-only-fail"])
+        assert refused.returncode != 0, refused.stdout
+        assert "e2e-only-fail" in refused.stderr
