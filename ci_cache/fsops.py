@@ -215,14 +215,8 @@ def copy_file(src: Path, dst: Path) -> None:
 
 def link_or_copy(src: Path, dst: Path, *, link: bool) -> bool:
     """Hardlink `src` to `dst` when asked and possible, else copy. True when it linked."""
-    if link:
-        try:
-            os.link(_p(src), _p(dst), follow_symlinks=False)
-            return True
-        except OSError as exc:
-            cannot_link = exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP)
-            if not cannot_link and not osapi.is_transient_error(exc):
-                raise
+    if link and _try_link(_p(src), _p(dst)):
+        return True
     copy_file(src, dst)
     return False
 
@@ -233,9 +227,16 @@ def copy_symlink(src: Path, dst: Path) -> None:
 
 @dataclass
 class TreeCount:
+    """Files made, bytes written (copies only: a hardlink takes no space), files linked."""
+
     files: int = 0
     bytes: int = 0
     linked: int = 0
+
+    def add(self, other: TreeCount) -> None:
+        self.files += other.files
+        self.bytes += other.bytes
+        self.linked += other.linked
 
 
 def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = None,
@@ -243,29 +244,44 @@ def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = No
     """Recreate the tree `src` at `dst` (which must not exist): dirs made, files linked or copied.
 
     Symlinks are recreated as symlinks with the same text. Entries whose name `skip` accepts are left out.
+    This is the hot loop of seeding (tens of thousands of files), so it works on plain strings.
     """
     count = count or TreeCount()
+    join, scandir = os.path.join, os.scandir
     os.mkdir(_p(dst))
-    stack = [(src, dst)]
+    stack = [(_p(src), _p(dst))]
     while stack:
         s_dir, d_dir = stack.pop()
-        with os.scandir(_p(s_dir)) as it:
+        with scandir(s_dir) as it:
             for entry in it:
-                if skip is not None and skip(entry.name):
+                name = entry.name
+                if skip is not None and skip(name):
                     continue
-                s = Path(s_dir, entry.name)
-                d = Path(d_dir, entry.name)
+                target = join(d_dir, name)
                 if entry.is_symlink():
-                    copy_symlink(s, d)
+                    os.symlink(os.readlink(entry.path), target)
                 elif entry.is_dir():
-                    os.mkdir(_p(d))
-                    stack.append((s, d))
+                    os.mkdir(target)
+                    stack.append((entry.path, target))
                 else:
-                    linked = link_or_copy(s, d, link=link)
                     count.files += 1
-                    count.linked += int(linked)
-                    count.bytes += entry.stat(follow_symlinks=False).st_size
+                    if link and _try_link(entry.path, target):
+                        count.linked += 1  # a link takes no space: only copies count as bytes
+                    else:
+                        copy_file(Path(entry.path), Path(target))
+                        count.bytes += entry.stat(follow_symlinks=False).st_size
     return count
+
+
+def _try_link(src: str, dst: str) -> bool:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+        return True
+    except OSError as exc:
+        cannot_link = exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP)
+        if cannot_link or osapi.is_transient_error(exc):
+            return False
+        raise
 
 
 def is_lock_or_temp(name: str) -> bool:

@@ -15,6 +15,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ _LINK_TEXT = re.compile(r"archive-v0[\\/]+([A-Za-z0-9_-]{4,64})\s*$")
 _BUCKET = re.compile(r"^([a-z-]+)-v(\d+)$")
 # A Windows "link" is a small text file; anything bigger is content.
 _MAX_LINK_FILE = 512
+# Threads that link archives into a job's cache at once.
+SEED_THREADS = min(4, os.cpu_count() or 1)
 # How long seed and merge wait for `uv cache clean`/`prune` to release uv's root lock.
 UV_LOCK_TIMEOUT = 300.0
 
@@ -240,24 +243,32 @@ class _Seeder:
         archive_src = self.req.shared / ARCHIVE_BUCKET
         archive_dst = self.req.job / ARCHIVE_BUCKET
         archive_dst.mkdir(parents=True, exist_ok=True)
+        todo = [a for a in sorted(ids) if a not in self.manifest.archives and (archive_src / a).is_dir()
+                and not (archive_dst / a).exists()]
+        # Linking is syscall-bound and the syscalls release the GIL: a few threads overlap them.
+        workers = max(1, min(SEED_THREADS, len(todo) // 8))
+        chunks = [todo[i::workers] for i in range(workers)]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            counts = list(pool.map(lambda chunk: self._clone_archives(chunk, archive_src, archive_dst), chunks))
+        for count in counts:
+            self.stats.files += count.files
+            self.stats.bytes += count.bytes
+            self.stats.linked += count.linked
+            self.stats.copied += count.files - count.linked
+        self.stats.entries += len(todo)
+        self.manifest.archives.update(todo)
+
+    def _clone_archives(self, archives: list[str], archive_src: Path, archive_dst: Path) -> fsops.TreeCount:
         count = fsops.TreeCount()
-        for archive in sorted(ids):
+        for archive in archives:
             src = archive_src / archive
-            dst = archive_dst / archive
-            if archive in self.manifest.archives or not src.is_dir() or dst.exists():
-                continue
-            fsops.clone_tree(src, dst, link=self.req.link, count=count)
+            fsops.clone_tree(src, archive_dst / archive, link=self.req.link, count=count)
             if self.req.packages is not None:
                 # The job named what it needs (key files): the archive's folder mtime records this
                 # use, for `ci-cache prune`'s LRU order. A full seed says nothing about use.
                 with contextlib.suppress(OSError):
                     os.utime(src)
-            self.manifest.archives.add(archive)
-            self.stats.entries += 1
-        self.stats.files += count.files
-        self.stats.bytes += count.bytes
-        self.stats.linked += count.linked
-        self.stats.copied += count.files - count.linked
+        return count
 
 
 def _named_dirs(bucket: Path, names: set[str], *, include_unnamed: bool) -> Iterator[str]:

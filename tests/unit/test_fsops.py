@@ -286,8 +286,10 @@ def test_clone_tree_links_files_and_recreates_dirs(tmp_path: Path) -> None:
     assert (dst / "empty").is_dir()
     assert os.stat(src / "pkg").st_ino != os.stat(dst / "pkg").st_ino  # dirs are new, not links
     assert (count.files, count.linked) == (3, 3)
-    assert count.bytes == sum((src / r).stat().st_size for r in ("pkg/__init__.py", "pkg/sub/data.bin",
-                                                                  "pkg-1.0.dist-info/RECORD"))
+    assert count.bytes == 0  # hardlinks take no space: only copied bytes count
+    copied = fsops.clone_tree(src, tmp_path / "copy", link=False)
+    assert copied.bytes == sum((src / r).stat().st_size for r in ("pkg/__init__.py", "pkg/sub/data.bin",
+                                                                   "pkg-1.0.dist-info/RECORD"))
 
 
 def test_clone_tree_copies_when_asked(tmp_path: Path) -> None:

@@ -575,7 +575,7 @@ def assert_shared_consistent(shared: Path) -> None:
     assert temp_entries(shared) == []
 
 
-@pytest.mark.parametrize("where", ["clone_tree", "rename_new", "link_or_copy"])
+@pytest.mark.parametrize("where", ["clone_tree", "rename_new", "_try_link"])
 def test_a_merge_interrupted_by_a_full_disk_leaves_the_shared_cache_valid(
     caches: Caches, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
@@ -587,7 +587,7 @@ def test_a_merge_interrupted_by_a_full_disk_leaves_the_shared_cache_valid(
 
     def full_disk(*args: object, **kwargs: object) -> object:
         calls["n"] += 1
-        if calls["n"] >= 3 or where != "link_or_copy":
+        if calls["n"] >= 3 or where != "_try_link":
             # Midway: a clone makes a part of its tree before the disk fills up.
             if where == "clone_tree":
                 dst = Path(str(args[1]))
