@@ -56,9 +56,20 @@ def _global_options(*, top: bool = False) -> argparse.ArgumentParser:
     return common
 
 
+def _store_options(*, json_output: bool = True) -> argparse.ArgumentParser:
+    """--config and --root, for the commands that look at a root rather than a job."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="the ci-cache.yml to use (default: nearest one upward)")
+    common.add_argument("--root", metavar="DIR", help="where shared caches and job dirs live")
+    if json_output:
+        common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     glob = _global_options()
     job = _job_options()
+    store = _store_options()
     parser = argparse.ArgumentParser(
         prog="ci-cache",
         description="Per-job, crash-proof caches for concurrent CI jobs on one agent (uv, pip, temp dirs).",
@@ -92,43 +103,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(handler=cmd_finish)
 
-    p = sub.add_parser("status", parents=[glob], help="shared caches, live and stale jobs")
-    p.add_argument("--config", metavar="FILE")
-    p.add_argument("--root", metavar="DIR")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("status", parents=[glob, store], help="shared caches, live and stale jobs")
     p.set_defaults(handler=cmd_status)
 
-    p = sub.add_parser("gc", parents=[glob], help="reclaim the dirs of crashed jobs and leftover temp dirs")
-    p.add_argument("--config", metavar="FILE")
-    p.add_argument("--root", metavar="DIR")
+    p = sub.add_parser("gc", parents=[glob, store], help="reclaim the dirs of crashed jobs and leftover temp dirs")
     p.add_argument("--grace", metavar="DURATION", help="only reclaim dead jobs older than this (default: gc.grace)")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_gc)
 
-    p = sub.add_parser("verify", parents=[glob], help="check the shared caches' invariants; --fix repairs",
+    p = sub.add_parser("verify", parents=[glob, store], help="check the shared caches' invariants; --fix repairs",
                        description="Check the shared uv cache (or the uv cache at PATH): every pointer names an "
                        "existing archive, no dangling links, no leftover temp dirs. Exit 5 on an error.")
     p.add_argument("path", nargs="?", help="a uv cache dir (default: the shared uv cache under the root)")
     p.add_argument("--fix", action="store_true", help="remove what is provably broken, never a valid entry")
-    p.add_argument("--config", metavar="FILE")
-    p.add_argument("--root", metavar="DIR")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_verify)
 
-    p = sub.add_parser("prune", parents=[glob], help="bound the shared caches by size and age",
+    p = sub.add_parser("prune", parents=[glob, store], help="bound the shared caches by size and age",
                        description="Run `uv cache prune`, then evict least recently used whole entries until each "
                        "shared cache is under --max-size and nothing is older than --max-age.")
     p.add_argument("--max-size", metavar="SIZE", help="e.g. 20GB (default: prune.max_size)")
     p.add_argument("--max-age", metavar="DURATION", help="e.g. 30d (default: prune.max_age)")
     p.add_argument("--ci", action="store_true", default=None, help="use `uv cache prune --ci`")
-    p.add_argument("--config", metavar="FILE")
-    p.add_argument("--root", metavar="DIR")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_prune)
 
-    p = sub.add_parser("doctor", parents=[glob], help="check this agent and explain what to fix")
-    p.add_argument("--config", metavar="FILE")
-    p.add_argument("--root", metavar="DIR")
+    p = sub.add_parser("doctor", parents=[glob, _store_options(json_output=False)],
+                       help="check this agent and explain what to fix")
     p.set_defaults(handler=cmd_doctor)
 
     p = sub.add_parser("config", parents=[glob], help="show the effective config and where each value came from")

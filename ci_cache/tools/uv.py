@@ -423,17 +423,7 @@ class _Merger:
                     archive = archive_id_of_link(str(path), is_symlink=path.is_symlink())
                     if archive and not self._ensure_archive(archive):
                         return False
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = fsops.temp_sibling(dst)
-        try:
-            count = fsops.clone_tree(src, tmp, link=False, skip=fsops.is_lock_or_temp)
-            _retarget_tree_links(tmp, self.req.job, self.req.shared)
-            if fsops.rename_new(tmp, dst):
-                self.stats.files += count.files
-                self.stats.bytes += count.bytes
-        finally:
-            if tmp.exists():
-                fsops.rmtree(tmp)
+        self._stage_whole(src, dst, link=False, retarget_links=True)
         return True
 
     # -- archives: copied into a temp folder inside the target bucket, then renamed into place.
@@ -448,17 +438,28 @@ class _Merger:
             return True
         if not src.is_dir():
             return False
+        self._stage_whole(src, dst, link=True)
+        self.archives_done.add(archive)
+        return True
+
+    def _stage_whole(self, src: Path, dst: Path, *, link: bool, retarget_links: bool = False) -> bool:
+        """Build `src` as a temp folder beside `dst`, then rename it in whole: readers see all or nothing.
+
+        False when `dst` appeared meanwhile (a concurrent writer won; its copy is as good as ours).
+        """
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = fsops.temp_sibling(dst)
         try:
-            count = fsops.clone_tree(src, tmp, link=True)
-            if fsops.rename_new(tmp, dst):
-                self.stats.files += count.files
-                self.stats.bytes += count.bytes
+            count = fsops.clone_tree(src, tmp, link=link, skip=fsops.is_lock_or_temp)
+            if retarget_links:
+                _retarget_tree_links(tmp, self.req.job, self.req.shared)
+            if not fsops.rename_new(tmp, dst):
+                return False
         finally:
             if tmp.exists():
                 fsops.rmtree(tmp)
-        self.archives_done.add(archive)
+        self.stats.files += count.files
+        self.stats.bytes += count.bytes
         return True
 
     # -- index files: add what is missing; the newer copy wins.
@@ -507,16 +508,8 @@ class _Merger:
         if not src.is_dir() or src.is_symlink():
             self._put(src, dst)
             return
-        tmp = fsops.temp_sibling(dst)
-        try:
-            count = fsops.clone_tree(src, tmp, link=False, skip=fsops.is_lock_or_temp)
-            if fsops.rename_new(tmp, dst):
-                self.stats.files += count.files
-                self.stats.bytes += count.bytes
-                self.stats.entries += 1
-        finally:
-            if tmp.exists():
-                fsops.rmtree(tmp)
+        if self._stage_whole(src, dst, link=False):
+            self.stats.entries += 1
 
     def _put(self, src: Path, dst: Path) -> None:
         """Write one file or link into the shared cache atomically (temp name beside it, then rename)."""
