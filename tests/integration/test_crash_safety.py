@@ -37,11 +37,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexServer]:
         yield srv
 
 
-@pytest.fixture
-def lab(tmp_path: Path, server: IndexServer) -> Lab:
-    return Lab(tmp_path, server.url)
-
-
 def _warm_shared(lab: Lab) -> None:
     assert lab.start_job("warm", WARM, "--mode", "isolated").wait(timeout=600) == 0
 

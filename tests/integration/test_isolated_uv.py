@@ -36,11 +36,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexServer]:
         yield srv
 
 
-@pytest.fixture
-def lab(tmp_path: Path, server: IndexServer) -> Lab:
-    return Lab(tmp_path, server.url)
-
-
 def _wave(lab: Lab, prefix: str, *flags: str) -> list[tuple[str, int, str]]:
     procs = [(f"{prefix}{i}", lab.start_job(f"{prefix}{i}", SETS[i], "--mode", "isolated", *flags))
              for i in range(len(SETS))]

@@ -25,11 +25,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexServer]:
         yield srv
 
 
-@pytest.fixture
-def lab(tmp_path: Path, server: IndexServer) -> Lab:
-    return Lab(tmp_path, server.url)
-
-
 def test_prune_keeps_the_cache_under_the_bound_and_valid(lab: Lab) -> None:
     assert lab.start_job("old", OLD, "--mode", "isolated").wait(timeout=600) == 0
     assert lab.start_job("recent", RECENT, "--mode", "isolated").wait(timeout=600) == 0
