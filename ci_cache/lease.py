@@ -23,6 +23,7 @@ _PROCESS_TRACKING_VARS = ("JENKINS_NODE_COOKIE", "BUILD_ID", "JENKINS_SERVER_COO
 
 READY = b"ready\n"
 HANDOVER_QUIET_SECONDS = 5.0
+HOLDER_POLL_SECONDS = 5.0
 
 
 def is_held(lease_path: Path) -> bool:
@@ -85,8 +86,9 @@ def _hold(lease_path: Path, ttl: float) -> int:
     out.flush()
     os.close(1)
     deadline = time.monotonic() + ttl
-    while time.monotonic() < deadline:
-        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+    # Also stop when the lease file is gone: its root was deleted, so nobody will ever finish the job.
+    while time.monotonic() < deadline and lease_path.exists():
+        time.sleep(min(HOLDER_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
     handle.release()
     return 0
 
