@@ -434,6 +434,8 @@ class _Handler(SimpleHTTPRequestHandler):
 
 class _IndexHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops connections when 8 uv processes start at once.
+    request_queue_size = 1024
     owner: IndexServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
