@@ -15,12 +15,11 @@ import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_cache import fsops, locks
+from ci_cache import fsops, locks, log, osapi
 from ci_cache.keyfiles import normalize
 from ci_cache.tools.base import MergeRequest, MergeStats, SeedRequest, SeedStats
 
@@ -35,8 +34,6 @@ _LINK_TEXT = re.compile(r"archive-v0[\\/]+([A-Za-z0-9_-]{4,64})\s*$")
 _BUCKET = re.compile(r"^([a-z-]+)-v(\d+)$")
 # A Windows "link" is a small text file; anything bigger is content.
 _MAX_LINK_FILE = 512
-# Threads that link archives into a job's cache at once.
-SEED_THREADS = min(4, os.cpu_count() or 1)
 # How long seed and merge wait for `uv cache clean`/`prune` to release uv's root lock.
 UV_LOCK_TIMEOUT = 300.0
 
@@ -134,6 +131,8 @@ class _Seeder:
         self.stats = SeedStats(scope="full" if request.packages is None else "key files")
         self.manifest = Manifest()
         self.archives_wanted: set[str] = set()
+        # Metadata copies wait here so that they run while `cp -al` links the archives.
+        self.copies: list[tuple[Path, Path, str]] = []
 
     def run(self) -> SeedStats:
         shared, job = self.req.shared, self.req.job
@@ -157,6 +156,7 @@ class _Seeder:
             if kind in ("wheels", "sdists", "index", "other"):
                 self._copy_meta(self.req.shared / bucket, self.req.job / bucket, bucket, kind)
         self._seed_archives(self.archives_wanted)
+        self._flush_copies()
 
     def _seed_packages(self, buckets: list[str], wanted: set[str]) -> None:
         """Seed only what the named packages need, following their Requires-Dist to a closure."""
@@ -173,6 +173,7 @@ class _Seeder:
                     self._copy_meta(self.req.shared / bucket, self.req.job / bucket, bucket, kind)
             fresh = self.archives_wanted - self.manifest.archives
             self._seed_archives(fresh)
+            self._flush_copies()
             done |= wanted
             wanted = {dep for archive in fresh for dep in _requires(self.req.job / ARCHIVE_BUCKET / archive)}
             wanted -= done
@@ -232,6 +233,14 @@ class _Seeder:
                 self._copy_file(Path(entry.path), target, child_rel)
 
     def _copy_file(self, src: Path, dst: Path, rel: str) -> None:
+        self.copies.append((src, dst, rel))
+
+    def _flush_copies(self) -> None:
+        copies, self.copies = self.copies, []
+        for src, dst, rel in copies:
+            self._copy_now(src, dst, rel)
+
+    def _copy_now(self, src: Path, dst: Path, rel: str) -> None:
         fsops.copy_file(src, dst)
         st = os.stat(dst)
         self.manifest.files[rel] = (st.st_size, st.st_mtime_ns)
@@ -245,30 +254,59 @@ class _Seeder:
         archive_dst.mkdir(parents=True, exist_ok=True)
         todo = [a for a in sorted(ids) if a not in self.manifest.archives and (archive_src / a).is_dir()
                 and not (archive_dst / a).exists()]
-        # Linking is syscall-bound and the syscalls release the GIL: a few threads overlap them.
-        workers = max(1, min(SEED_THREADS, len(todo) // 8))
-        chunks = [todo[i::workers] for i in range(workers)]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            counts = list(pool.map(lambda chunk: self._clone_archives(chunk, archive_src, archive_dst), chunks))
-        for count in counts:
-            self.stats.files += count.files
-            self.stats.bytes += count.bytes
-            self.stats.linked += count.linked
-            self.stats.copied += count.files - count.linked
+        count = self._link_archives(todo, archive_src, archive_dst)
+        self.stats.files += count.files
+        self.stats.bytes += count.bytes
+        self.stats.linked += count.linked
+        self.stats.copied += count.files - count.linked
         self.stats.entries += len(todo)
         self.manifest.archives.update(todo)
+        if self.req.packages is not None:
+            # The job named what it needs (key files): the archive's folder mtime records this use,
+            # for `ci-cache prune`'s LRU order. A full seed says nothing about use.
+            for archive in todo:
+                with contextlib.suppress(OSError):
+                    os.utime(archive_src / archive)
+
+    def _link_archives(self, todo: list[str], archive_src: Path, archive_dst: Path) -> fsops.TreeCount:
+        """Link the archives in bulk with `cp -al` where the system has it, copying the metadata
+        meanwhile; else (Windows, or if cp fails) in Python."""
+        if self.req.link:
+            procs = osapi.start_bulk_link([str(archive_src / a) for a in todo], str(archive_dst))
+            if procs is not None:
+                try:
+                    self._flush_copies()  # on this core, while cp works on another
+                    count = fsops.TreeCount(files=sum(_count_files(archive_src / a) for a in todo))
+                    count.linked = count.files
+                finally:
+                    failed = [p for p in procs if p.wait() != 0]  # never leave cp writing behind us
+                if not failed:
+                    return count
+                errors = b"".join(p.stderr.read() if p.stderr else b"" for p in failed).decode(errors="replace")
+                log.warn(f"cp -al failed ({errors.strip()[-200:]}); linking in Python instead")
+                for archive in todo:
+                    fsops.rmtree(archive_dst / archive)
+        return self._clone_archives(todo, archive_src, archive_dst)
 
     def _clone_archives(self, archives: list[str], archive_src: Path, archive_dst: Path) -> fsops.TreeCount:
         count = fsops.TreeCount()
         for archive in archives:
-            src = archive_src / archive
-            fsops.clone_tree(src, archive_dst / archive, link=self.req.link, count=count)
-            if self.req.packages is not None:
-                # The job named what it needs (key files): the archive's folder mtime records this
-                # use, for `ci-cache prune`'s LRU order. A full seed says nothing about use.
-                with contextlib.suppress(OSError):
-                    os.utime(src)
+            fsops.clone_tree(archive_src / archive, archive_dst / archive, link=self.req.link, count=count)
         return count
+
+
+def _count_files(top: Path) -> int:
+    """Files below `top` (not dirs), from directory entries alone: no stat calls."""
+    files = 0
+    stack = [str(top)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    files += 1
+    return files
 
 
 def _named_dirs(bucket: Path, names: set[str], *, include_unnamed: bool) -> Iterator[str]:

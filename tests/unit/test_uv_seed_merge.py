@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import fsops
+from ci_cache import fsops, osapi
 from ci_cache.errors import LockTimeout
 from ci_cache.tools import uv as uvtool
 from ci_cache.tools.base import MergeRequest, MergeStats, SeedRequest, SeedStats
@@ -231,6 +231,27 @@ def test_archive_id_of_links(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------
 # Seeding everything.
+
+
+@pytest.fixture(autouse=True)
+def link_in_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests link archives in Python; the `cp -al` path has its own test, which spawns."""
+    monkeypatch.setattr(osapi, "start_bulk_link", lambda sources, target: None)
+
+
+@pytest.mark.spawns
+@pytest.mark.skipif(sys.platform == "win32", reason="cp -al is the POSIX fast path")
+def test_seed_with_cp_links_the_same_files(caches: Caches, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()
+    stats = caches.seed()
+    for pkg in (ALPHA, BETA, GAMMA, DELTA, ZETA):
+        for rel in archive_files(caches.shared, pkg.archive):
+            assert same_file(caches.shared / "archive-v0" / pkg.archive / rel,
+                             caches.job / "archive-v0" / pkg.archive / rel)
+    assert stats.entries == 7
+    assert stats.linked == sum(len(archive_files(caches.shared, p)) for p in
+                               (ALPHA.archive, BETA.archive, GAMMA.archive, DELTA.archive, ZETA.archive,
+                                ETA_ARCHIVE, URL_ARCHIVE))
 
 
 def test_seed_links_archives_and_copies_metadata(caches: Caches) -> None:
