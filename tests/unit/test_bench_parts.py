@@ -1,0 +1,196 @@
+"""Tests for the bench's helpers: its index tree, zip archiver, disk accounting, env and options."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from bench import archive, cic, cli, index, jobs, runner, strategies, wheels
+from bench.model import Variant
+from ci_cache import localindex
+
+
+def make_wheel(path: Path, name: str, version: str) -> None:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{name}/__init__.py", "")
+        zf.writestr(f"{name}-{version}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\n")
+
+
+def test_build_simple_tree_lists_wheels_with_metadata(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    make_wheel(files / "Foo_Bar-1.0-py3-none-any.whl", "foo_bar", "1.0")
+    make_wheel(files / "foo_bar-1.1-py3-none-any.whl", "foo_bar", "1.1")
+    make_wheel(files / "zed-2.0-py3-none-any.whl", "zed", "2.0")
+    names = wheels.build_simple_tree(tmp_path)
+    assert len(names) == 3
+    assert (files / "zed-2.0-py3-none-any.whl.metadata").read_text() == "Metadata-Version: 2.1\nName: zed\n"
+    page = (tmp_path / "simple" / "foo-bar" / "index.html").read_text()
+    assert page.count("<a href=") == 2
+    assert 'href="../../files/Foo_Bar-1.0-py3-none-any.whl#sha256=' in page
+    assert 'data-dist-info-metadata="sha256=' in page
+    root = (tmp_path / "simple" / "index.html").read_text()
+    assert '<a href="foo-bar/">' in root and '<a href="zed/">' in root
+    before = (tmp_path / "simple" / "zed" / "index.html").stat().st_mtime_ns
+    wheels.build_simple_tree(tmp_path)  # idempotent: unchanged pages are not rewritten
+    assert (tmp_path / "simple" / "zed" / "index.html").stat().st_mtime_ns == before
+
+
+def test_wheel_project_and_dev_home() -> None:
+    assert wheels.wheel_project("Typing_Extensions-4.0-py3-none-any.whl") == "typing-extensions"
+    assert wheels.dev_home({"CI_CACHE_DEV_HOME": "/x/dev"}) == Path("/x/dev")
+    assert wheels.interpreter_tag().startswith("cp3")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_zip_round_trip_keeps_files_modes_and_symlinks(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "archive-v0" / "abc").mkdir(parents=True)
+    (src / "archive-v0" / "abc" / "mod.py").write_text("x = 1\n")
+    tool = src / "archive-v0" / "abc" / "tool"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    (src / "empty").mkdir()
+    (src / "wheels-v5").mkdir()
+    os.symlink("../archive-v0/abc", src / "wheels-v5" / "link")
+    zpath = tmp_path / "c.zip"
+    assert archive.zip_tree(src, zpath) == 7  # 4 folders, 2 files, 1 symlink
+    dest = tmp_path / "dest"
+    archive.unzip_tree(zpath, dest)
+    assert (dest / "archive-v0" / "abc" / "mod.py").read_text() == "x = 1\n"
+    assert os.readlink(dest / "wheels-v5" / "link") == "../archive-v0/abc"
+    assert (dest / "wheels-v5" / "link" / "mod.py").is_file()
+    assert (dest / "empty").is_dir()
+    assert (dest / "archive-v0" / "abc" / "tool").stat().st_mode & 0o777 == 0o755
+
+
+def test_archive_main_usage() -> None:
+    assert archive.main(["frobnicate"]) == 2
+
+
+def test_disk_bytes_counts_hardlinks_once_and_excludes_shared(tmp_path: Path) -> None:
+    shared, job = tmp_path / "shared", tmp_path / "job"
+    shared.mkdir()
+    job.mkdir()
+    (shared / "big").write_bytes(b"x" * 100_000)
+    os.link(shared / "big", job / "big")
+    (job / "own").write_bytes(b"y" * 50_000)
+    os.link(job / "own", job / "own2")
+    private = jobs.disk_bytes([job], jobs.inodes([shared]))
+    everything = jobs.disk_bytes([job])
+    assert 50_000 <= private < 100_000  # `own` once; the hardlink to `big` is free
+    assert everything >= 150_000
+    assert jobs.count_files(job) == 3
+    assert jobs.disk_bytes([tmp_path / "missing"]) == 0
+
+
+def test_clean_env_drops_what_would_steer_uv_or_ci_cache() -> None:
+    env = jobs.clean_env(
+        {"PATH": "/bin", "UV_CACHE_DIR": "x", "CI_CACHE_ROOT": "y", "GITHUB_ACTIONS": "true", "CI": "1", "HOME": "/h"}
+    )
+    assert env == {"PATH": "/bin", "HOME": "/h", "UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never"}
+
+
+def test_job_timed_accumulates(tmp_path: Path) -> None:
+    job = jobs.Job("b1", tmp_path, tmp_path)
+    with job.timed("save"):
+        pass
+    with job.timed("save"):
+        pass
+    assert set(job.phases) == {"save"} and job.phases["save"] >= 0.0
+    assert job.venv == tmp_path / "venv"
+
+
+def test_quick_defaults_and_variant_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(strategies, "available", lambda name: True)  # as if tar and zstd were installed
+    args = cli.parse_args(["--quick"])
+    assert (args.n, args.repeats, args.requirements, args.scale_packages) == ([4], 3, "realistic", 100)
+    notes: list[str] = []
+    keys = [v.key for v in cli.plan_variants(args, notes)]
+    # Quick runs what the targets compare, and copy mode only where P1 needs it.
+    assert keys == ["shared", "shared+copy", "empty", "tar-zstd", "cic-iso-link", "cic-iso-link+copy"]
+    full = cli.parse_args([])
+    assert (full.n, full.repeats, full.requirements) == ([1, 2, 4, 8], 3, "realistic")
+    full_keys = [v.key for v in cli.plan_variants(full, notes)]
+    assert "cic-iso-copy+copy" in full_keys and "zip" in full_keys
+    assert Variant("empty", "copy").key not in full_keys  # no strategy runs in a mode it does not list
+
+
+def test_strategies_whose_tools_are_missing_are_skipped_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(strategies, "available", lambda name: name != "tar-zstd")
+    notes: list[str] = []
+    keys = [v.key for v in cli.plan_variants(cli.parse_args(["--quick"]), notes)]
+    assert "tar-zstd" not in keys and "empty" in keys
+    assert notes == ["tar-zstd skipped: its tools are not installed here"]
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--strategies", "shared,nope"])
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--n", "0,2"])
+    assert cli.parse_args(["--n", "2, 3"]).n == [2, 3]
+
+
+def test_registry_names_match_and_describe_themselves() -> None:
+    for name, strategy in strategies.REGISTRY.items():
+        assert strategy.name == name
+        assert strategy.models
+        assert "default" in strategy.link_modes
+
+
+def test_index_backlog_is_widened_for_concurrent_uv_processes() -> None:
+    index.widen_backlog()
+    assert localindex._IndexHTTPServer.request_queue_size >= index.BACKLOG
+
+
+class _BrokenBegin:
+    """A strategy whose setup step blows up: the wave must record it, not lose the job."""
+
+    name = "broken"
+    models = "fails before installing"
+    link_modes: tuple[str, ...] = ("default",)
+
+    def prepare(self, state: Path, setup: jobs.Setup) -> None:
+        state.mkdir(parents=True)
+
+    def begin(self, job: jobs.Job, setup: jobs.Setup) -> dict[str, str]:
+        with job.timed("restore"):
+            raise ValueError("archive is garbage")
+
+    def end(self, job: jobs.Job, setup: jobs.Setup, ok: bool) -> None:
+        raise AssertionError("end must not run when begin failed")
+
+    def shared(self, state: Path) -> list[Path]:
+        return []
+
+    def command_prefix(self, job: jobs.Job, setup: jobs.Setup) -> list[str]:
+        return []
+
+    def probe(self) -> _BrokenBegin:
+        return self
+
+
+def test_a_failing_job_fails_its_wave_without_losing_it(tmp_path: Path) -> None:
+    setup = jobs.Setup(Path("uv"), Path("python"), "http://127.0.0.1:9/simple", tmp_path / "r.txt", {}, Path("x"))
+    bed = runner.Bed(_BrokenBegin(), Variant("broken"), tmp_path / "state", tmp_path / "jobs", setup)
+    bed.prepare()
+    wave = runner.run_wave(bed, 3, warm=True, repeat=1)
+    assert [j.ok for j in wave.jobs] == [False, False, False]
+    assert all(j.error == "ValueError: archive is garbage" for j in wave.jobs)
+    assert all("restore" in j.phases for j in wave.jobs)
+    assert not wave.ok and wave.makespan >= 0.0
+    assert list((tmp_path / "jobs").iterdir()) == []  # job dirs are cleaned up after the wave
+
+
+def test_cic_via_picks_how_ci_cache_jobs_are_driven() -> None:
+    steps = cli._strategy("cic-shared", cli.parse_args(["--cic-via", "steps"]))
+    run_ = cli._strategy("cic-iso-link", cli.parse_args([]))
+    assert isinstance(steps, cic.CiCache) and steps.via == "steps" and steps.mode == "shared"
+    assert isinstance(run_, cic.CiCache) and run_.via == "run"
+    assert cli._strategy("zip", cli.parse_args(["--cic-via", "steps"])) is strategies.REGISTRY["zip"]
+    # The disk probe pauses between install and merge, which only setup/finish steps allow.
+    assert run_.probe().via == "steps"
