@@ -57,8 +57,26 @@ def collect(store: Store, *, grace: float, now: float | None = None) -> GcReport
                 # Windows cannot delete an open file, so the lease file goes after its release.
                 if key in report.reclaimed_jobs:
                     fsops.unlink(lease_path)
-    report.reclaimed_temp = reclaim_temp_dirs(store, grace=grace, now=now)
+    report.reclaimed_temp = reclaim_temp_dirs(store, grace=grace, now=now) + reclaim_trash(store, now=now)
     return report
+
+
+# A background delete changes its dir's mtime with every entry it removes; one this quiet has died.
+TRASH_QUIET_SECONDS = 60.0
+
+
+def reclaim_trash(store: Store, *, now: float) -> list[str]:
+    """Job dirs that finish renamed away for a background delete that did not complete."""
+    reclaimed: list[str] = []
+    try:
+        entries = [e for e in os.scandir(store.jobs_dir) if e.name.startswith(fsops.TEMP_PREFIX)]
+    except FileNotFoundError:
+        return reclaimed
+    for entry in entries:
+        if now - entry.stat(follow_symlinks=False).st_mtime >= TRASH_QUIET_SECONDS:
+            fsops.rmtree(Path(entry.path))
+            reclaimed.append(entry.path)
+    return reclaimed
 
 
 def reclaim_temp_dirs(store: Store, *, grace: float, now: float) -> list[str]:

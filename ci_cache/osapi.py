@@ -211,6 +211,18 @@ def start_bulk_link(sources: list[str], target_dir: str) -> list[subprocess.Pope
     return procs
 
 
+def start_background_delete(path: Path) -> bool:
+    """Delete a tree in a detached process; False where there is no `rm` to do it (Windows).
+
+    `rm -rf` never follows symlinks, like fsops.rmtree."""
+    rm = None if IS_WINDOWS else shutil.which("rm")
+    if rm is None:
+        return False
+    subprocess.Popen([rm, "-rf", "--", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, **detached_popen_kwargs())  # type: ignore[call-overload]
+    return True
+
+
 # ---------------------------------------------------------------------------------------------------
 # Processes.
 

@@ -270,7 +270,7 @@ def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = Non
             _merge_all(ctx, result, dict(record.get("caches", {})))
             _prune_if_over(ctx, result)
         started = time.monotonic()
-        fsops.rmtree(store.job_dir(key))
+        release_dir(store.job_dir(key))
         fsops.unlink(store.record(key))
         result.phases["cleanup"] = round(time.monotonic() - started, 4)
     finally:
@@ -325,3 +325,22 @@ def _prune_if_over(ctx: Context, result: FinishResult) -> None:
     result.phases["prune"] = round(time.monotonic() - started, 4)
     for report in reports:
         prune.log_report(report)
+
+
+def release_dir(job_dir: Path) -> None:
+    """Take the job's dir out of the way at once and delete it in the background.
+
+    Deleting tens of thousands of links takes as long as making them; the job need not wait for it.
+    The dir is first renamed to a temp name (instant), so a later job with the same id starts clean;
+    if the background delete dies, `gc` reclaims the temp dir.
+    """
+    if not job_dir.exists():
+        return
+    trash = fsops.temp_sibling(job_dir)
+    try:
+        fsops.replace(job_dir, trash)
+    except (OSError, CiCacheError):
+        fsops.rmtree(job_dir)  # cannot rename (a file held open on Windows): delete here, with retries
+        return
+    if not osapi.start_background_delete(trash):
+        fsops.rmtree(trash)

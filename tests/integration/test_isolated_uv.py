@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,6 +108,11 @@ def test_setup_and_finish_in_separate_processes(lab: Lab) -> None:
     result = json.loads(finish.stdout)
     assert result["merged"]["uv"]["entries"] >= 1
     assert not job_dir.exists()
+    # The dir was renamed away at once and is deleted in the background.
+    deadline = time.monotonic() + 30
+    while list((lab.root / "jobs").glob(".tmp*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list((lab.root / "jobs").glob(".tmp*")) == []
     status = json.loads(lab.cli("status", "--json", env=env).stdout)
     assert status["live_jobs"] == [] and status["stale_jobs"] == []
     assert offline_install(lab, ["extra-one"], lab.shared_uv).returncode == 0

@@ -183,3 +183,17 @@ def test_records_survive_as_json_for_status(store: Store) -> None:
     assert store.read_record("jrec00000001") == data
     store.record("jrec00000001").write_text("{broken")
     assert store.read_record("jrec00000001") is None
+
+
+def test_gc_reclaims_trash_a_dead_background_delete_left(tmp_path: Path) -> None:
+    store = Store(tmp_path / "root")
+    store.ensure()
+    dead = store.jobs_dir / f"{fsops.TEMP_PREFIX}1-dead"
+    busy = store.jobs_dir / f"{fsops.TEMP_PREFIX}2-busy"
+    for trash in (dead, busy):
+        (trash / "uv" / "archive-v0").mkdir(parents=True)
+        (trash / "uv" / "archive-v0" / "f.py").write_text("x")
+    os.utime(dead, (1_000_000, 1_000_000))
+    report = gc.collect(store, grace=3600)
+    assert str(dead) in report.reclaimed_temp and not dead.exists()
+    assert busy.exists()  # still changing: a background delete may be working on it
