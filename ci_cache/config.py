@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ci_cache.errors import ConfigError
@@ -210,6 +209,7 @@ def find_config_file(explicit: str | None, env: Mapping[str, str], cwd: Path) ->
 
 def _yaml_with_lines(text: str, path: Path) -> tuple[Any, dict[KeyPath, int]]:
     """Parse YAML and remember the line of every key, for error messages."""
+    import yaml  # only when there is a file: most jobs have none, and every job pays for imports
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -219,7 +219,7 @@ def _yaml_with_lines(text: str, path: Path) -> tuple[Any, dict[KeyPath, int]]:
         raise ConfigError(f"{where}: malformed YAML: {problem}", hint="fix the syntax at that line") from exc
     lines: dict[KeyPath, int] = {}
 
-    def convert(node: yaml.Node | None, at: KeyPath) -> Any:
+    def convert(node: Any, at: KeyPath) -> Any:
         if node is None:
             return None
         if isinstance(node, yaml.MappingNode):
