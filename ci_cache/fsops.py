@@ -209,8 +209,20 @@ def write_atomic(target: Path, data: bytes) -> None:
 
 
 def copy_file(src: Path, dst: Path) -> None:
-    """Copy a file's bytes and times (not a link: the caller decides links)."""
-    with_retry(lambda: shutil.copy2(_p(src), _p(dst), follow_symlinks=False), f"copy {src} -> {dst}")
+    """Copy a file's bytes, permission bits and mtime (not a link: the caller decides links).
+
+    The mtime says when uv wrote an index file, which merges compare ("the newer one wins"). Extended
+    attributes are not copied: shutil.copy2's xattr calls cost more than the copy of a small file.
+    """
+
+    def op() -> None:
+        s, d = _p(src), _p(dst)
+        st = os.stat(s, follow_symlinks=False)
+        shutil.copyfile(s, d, follow_symlinks=False)
+        os.chmod(d, stat.S_IMODE(st.st_mode))
+        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    with_retry(op, f"copy {src} -> {dst}")
 
 
 def link_or_copy(src: Path, dst: Path, *, link: bool) -> bool:
