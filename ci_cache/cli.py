@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="check this agent and explain what to fix")
     p.set_defaults(handler=cmd_doctor)
 
-    p = sub.add_parser("config", parents=[glob], help="show the effective config and where each value came from")
-    p.add_argument("--config", metavar="FILE")
+    p = sub.add_parser("config", parents=[glob, job], help="show the effective config and where each value came from",
+                       description="Print the effective config, each value with its source: default, the file "
+                       "and line, a CI_CACHE_* variable, or a flag given here.")
     p.add_argument("--json", action="store_true")
     p.add_argument("--schema", action="store_true", help="print the JSON schema of ci-cache.yml")
     p.set_defaults(handler=cmd_config)
@@ -470,6 +471,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return Interrupted.exit_code
+    except BrokenPipeError:
+        # stdout closed early (`ci-cache config | head`): not an error of ours.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the interpreter's final flush stays quiet
+        return 0
     except Exception as exc:
         if debug:
             raise
