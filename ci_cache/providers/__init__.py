@@ -22,7 +22,9 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 MAX_JOB_ID = 1024
-_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\]|^[A-Za-z]:|\.\.")
+# What a job id may not hold: it must never look like a path that leaves the root. (A `/` is fine:
+# providers join their ids with it, and ids are only ever used hashed.)
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\]|^[A-Za-z]:|\.\.")
 
 
 def detect(env: Mapping[str, str]) -> Provider:
@@ -37,9 +39,9 @@ def validate_job_id(job_id: str, origin: str) -> str:
         raise UsageError(f"{origin}: the job id is {len(job_id)} characters long; the limit is {MAX_JOB_ID}")
     if _FORBIDDEN.search(job_id):
         raise UsageError(
-            f"{origin}: job id {job_id[:80]!r} contains a path separator, '..', a drive letter or a control "
+            f"{origin}: job id {job_id[:80]!r} contains a backslash, '..', a drive letter or a control "
             "character",
-            hint="use letters, digits and - _ . : @ +, e.g. build-42",
+            hint="use letters, digits and - _ . : @ + /, e.g. build-42",
         )
     return job_id
 
@@ -47,6 +49,8 @@ def validate_job_id(job_id: str, origin: str) -> str:
 def job_identity(env: Mapping[str, str], explicit_job: str | None) -> JobIdentity:
     """The provider's identity, with --job / CI_CACHE_JOB taking precedence."""
     ident = detect(env).identity(env)
+    # The provider's id is exported as CI_CACHE_JOB for later steps, so it must pass the same check.
+    ident = replace(ident, job_id=_FORBIDDEN.sub("_", ident.job_id))
     for given, origin in ((explicit_job, "--job"), (env.get("CI_CACHE_JOB"), "CI_CACHE_JOB")):
         if given:
             return replace(ident, job_id=validate_job_id(given, origin))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 from ci_cache.providers.base import JobIdentity, pick
@@ -19,8 +20,9 @@ class JenkinsProvider:
         trusted, reason = _trust(env)
         return JobIdentity(
             provider=self.name,
+            # The workspace tells apart parallel branches on one executor; hashed, since it is a path.
             job_id=f"jenkins:{env.get('NODE_NAME', '')}/{env.get('BUILD_TAG', '')}/"
-            f"{env.get('EXECUTOR_NUMBER', '')}/{env.get('WORKSPACE', '')}",
+            f"{env.get('EXECUTOR_NUMBER', '')}/{_short_hash(env.get('WORKSPACE', ''))}",
             trusted=trusted,
             trust_reason=reason,
             workspace=env.get("WORKSPACE"),
@@ -28,6 +30,10 @@ class JenkinsProvider:
             details=pick(env, ("BUILD_TAG", "EXECUTOR_NUMBER", "NODE_NAME", "WORKSPACE", "BRANCH_NAME",
                                "CHANGE_ID", "CHANGE_FORK")),
         )
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10] if text else ""
 
 
 def _trust(env: Mapping[str, str]) -> tuple[bool, str]:

@@ -232,7 +232,7 @@ def test_bad_ci_cache_job_names_the_variable() -> None:
 
 @pytest.mark.parametrize(
     "job_id",
-    ["..", "../../etc", "a/../b", "C:\\x", "c:foo", "Z:", "a/b", "a\\b", "tab\there", "nl\nhere", "nul\x00",
+    ["..", "../../etc", "a/../b", "C:\\x", "c:foo", "Z:", "a\\b", "tab\there", "nl\nhere", "nul\x00",
      "bell\x07", "del\x7f", " ", ""],
 )
 def test_hostile_job_ids_are_rejected(job_id: str) -> None:
@@ -291,3 +291,22 @@ def test_provider_ids_with_path_characters_still_give_safe_keys() -> None:
     env = {**JENKINS, "BUILD_TAG": "..\\..\\Windows", "WORKSPACE": "C:\\evil\\..\\path"}
     ident = job_identity(env, None)
     assert KEY.match(job_key(ident.job_id))
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "5", "GITHUB_RUN_ATTEMPT": "1",
+         "GITHUB_JOB": "build", "RUNNER_NAME": "win runner 2"},
+        {"GITLAB_CI": "true", "CI_SERVER_HOST": "gitlab.example", "CI_PROJECT_ID": "7", "CI_JOB_ID": "991"},
+        {"JENKINS_URL": "http://j/", "BUILD_TAG": "jenkins-folder-job-12", "EXECUTOR_NUMBER": "1",
+         "NODE_NAME": "win-agent", "WORKSPACE": "C:\\jenkins\\workspace\\job@2"},
+    ],
+    ids=["github", "gitlab", "jenkins"],
+)
+def test_a_provider_id_exported_as_ci_cache_job_is_accepted_and_names_the_same_job(env: dict[str, str]) -> None:
+    """setup exports the id as CI_CACHE_JOB; a later finish must accept it and find the same job."""
+    derived = job_identity(env, None)
+    again = job_identity({**env, "CI_CACHE_JOB": derived.job_id}, None)
+    assert again.job_id == derived.job_id
+    assert job_key(again.job_id) == job_key(derived.job_id)
