@@ -95,6 +95,8 @@ def test_action_metadata_matches_the_code_and_the_doc() -> None:
     for step in ("main", "post"):
         assert (ACTION_DIR / runs[step]).is_file()
     assert inputs["job-status"]["default"] == "${{ job.status }}"
+    # The runner evaluates expressions anywhere in a manifest; `job` only works in a node action's defaults.
+    assert (ACTION_DIR / "action.yml").read_text(encoding="utf-8").count("${{") == 1
 
     lib = (ACTION_DIR / "lib.cjs").read_text(encoding="utf-8")
     read = set(re.findall(r"get(?:Boolean)?Input\(env, '([a-z-]+)'\)", lib))
@@ -207,9 +209,7 @@ def _act(
         str(tmp / "act-cache"),
         *extra,
     ]
-    return subprocess.run(
-        cmd, cwd=tmp, env=act_env, capture_output=True, text=True, timeout=ACT_TIMEOUT, check=False
-    )
+    return subprocess.run(cmd, cwd=tmp, env=act_env, capture_output=True, text=True, timeout=ACT_TIMEOUT, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +250,8 @@ def test_e2e_workflow_merges_jobs_into_the_shared_cache(tmp_path: Path, index: I
     # Every job ran the action's post step, and it succeeded.
     assert len(re.findall(r"Success - Post \./actions", out)) == 3, out[-20000:]
     assert "::warning" not in out, out[-20000:]
+    # finish appended its summary to each job's GITHUB_STEP_SUMMARY (act logs it as "Summary - ...").
+    assert len(re.findall(r"Summary - .*ci-cache", out)) == 3, out[-20000:]
 
     seen = _report(report)
     assert set(seen) == {
@@ -301,8 +303,6 @@ def test_linux_doc_example_runs_unchanged(tmp_path: Path, index: IndexServer) ->
 @needs_act
 def test_windows_doc_example_is_a_valid_workflow(tmp_path: Path) -> None:
     workflow = ".github/workflows/example-windows.yml"
-    repo = _make_repo(
-        tmp_path / "repo", {workflow: (WORKFLOWS / "example-windows.yml").read_text(encoding="utf-8")}
-    )
+    repo = _make_repo(tmp_path / "repo", {workflow: (WORKFLOWS / "example-windows.yml").read_text(encoding="utf-8")})
     proc = _act(tmp_path, repo, workflow, {}, ["--validate"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
