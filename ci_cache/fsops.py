@@ -127,24 +127,48 @@ def rmtree(path: Path) -> None:
     """Delete a tree bottom-up without following symlinks or junctions, clearing read-only bits.
 
     A link inside the tree is removed as a link: what it points to (a shared cache!) is never touched.
+    Entries that stay locked are left (with their folders) while everything else goes; then one
+    StoreError names them.
     """
-    top = _p(path)
+    top = _tree_top(path)
     if not os.path.lexists(top):
         return
     if osapi.is_link_or_junction(top) or not os.path.isdir(top):
         _remove_entry(top)
         return
+    stuck: list[StoreError] = []
+    stuck_dirs: set[str] = set()
+
+    def attempt(full: str, remove: Callable[[str], None]) -> None:
+        try:
+            remove(full)
+        except StoreError as exc:
+            stuck.append(exc)
+            parent = os.path.dirname(full)
+            while len(parent) >= len(top):
+                stuck_dirs.add(parent)
+                parent = os.path.dirname(parent)
+
     for dirpath, dirnames, filenames in os.walk(top, topdown=False, followlinks=False):
         for name in filenames:
-            _remove_entry(os.path.join(dirpath, name))
+            attempt(os.path.join(dirpath, name), _remove_entry)
         for name in dirnames:
             full = os.path.join(dirpath, name)
-            # os.walk lists links to dirs under dirnames; they must go as links.
             if osapi.is_link_or_junction(full):
-                _remove_entry(full)
-            else:
-                _remove_dir(full)
-    _remove_dir(top)
+                attempt(full, _remove_entry)
+            elif full not in stuck_dirs:
+                attempt(full, _remove_dir)
+    if top not in stuck_dirs:
+        attempt(top, _remove_dir)
+    if stuck:
+        first = stuck[0]
+        raise StoreError(f"{len(stuck)} entr{'y' if len(stuck) == 1 else 'ies'} of {path} could not be deleted: "
+                         f"{first}", hint=first.hint)
+
+
+def _tree_top(path: Path) -> str:
+    """The `\\\\?\\` form on Windows whatever the length: entries below a short top can be long."""
+    return osapi.extended_path(os.path.abspath(path), always=True)
 
 
 def _make_parent_writable(full: str) -> None:
@@ -175,14 +199,21 @@ def _delete(full: str, remover: Callable[[str], None]) -> None:
         except FileNotFoundError:
             return
         except PermissionError as exc:
+            if getattr(exc, "winerror", None) in (osapi.WINERROR_SHARING_VIOLATION, osapi.WINERROR_LOCK_VIOLATION):
+                raise  # held open by someone: wait and retry
+            # Access denied may be a read-only bit, which is no lock: clear it and go again at once;
+            # if it is still refused, the backoff takes over.
             osapi.clear_readonly(full)
             _make_parent_writable(full)
-            if osapi.is_transient_error(exc):
-                raise  # held open by someone: wait and retry
             try:
                 remover(full)
             except FileNotFoundError:
                 return
+        except OSError as exc:
+            # A deleted name lingers while another handle to the file is open (delete pending).
+            if getattr(exc, "winerror", None) == 145:
+                raise PermissionError(exc.errno, exc.strerror, exc.filename, 32) from exc
+            raise
 
     with_retry(op, f"delete {full}")
 
@@ -194,7 +225,7 @@ def temp_sibling(target: Path) -> Path:
 
 def write_atomic(target: Path, data: bytes) -> None:
     """Write a whole file: readers see the old content or the new, never a mix."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    os.makedirs(_p(target.parent), exist_ok=True)
     tmp = temp_sibling(target)
     try:
         with open(_p(tmp), "wb") as fh:
@@ -260,8 +291,8 @@ def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = No
     """
     count = count or TreeCount()
     join, scandir = os.path.join, os.scandir
-    os.mkdir(_p(dst))
-    stack = [(_p(src), _p(dst))]
+    os.mkdir(_tree_top(dst))
+    stack = [(_tree_top(src), _tree_top(dst))]
     while stack:
         s_dir, d_dir = stack.pop()
         with scandir(s_dir) as it:
@@ -304,7 +335,7 @@ def is_lock_or_temp(name: str) -> bool:
 def tree_size(path: Path) -> tuple[int, int]:
     """(files, bytes) below `path`, not following links."""
     files = size = 0
-    for dirpath, _dirs, names in os.walk(_p(path), followlinks=False):
+    for dirpath, _dirs, names in os.walk(_tree_top(path), followlinks=False):
         for name in names:
             with contextlib.suppress(OSError):
                 st = os.lstat(os.path.join(dirpath, name))
@@ -315,7 +346,7 @@ def tree_size(path: Path) -> tuple[int, int]:
 
 def walk_files(top: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """Yield (path relative to top with '/' separators, entry) for every non-dir entry below `top`."""
-    stack: list[tuple[str, str]] = [("", _p(top))]
+    stack: list[tuple[str, str]] = [("", _tree_top(top))]
     while stack:
         rel, full = stack.pop()
         try:
@@ -345,7 +376,7 @@ def disk_free(path: Path) -> int:
 
 def make_writable_tree(path: Path) -> None:
     """Clear read-only bits below `path` (what Windows needs before a delete)."""
-    for dirpath, dirs, files in os.walk(_p(path), followlinks=False):
+    for dirpath, dirs, files in os.walk(_tree_top(path), followlinks=False):
         for name in dirs + files:
             full = os.path.join(dirpath, name)
             with contextlib.suppress(OSError):

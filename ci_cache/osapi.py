@@ -37,14 +37,15 @@ def default_root(env: Mapping[str, str], home: Path) -> Path:
     return Path(xdg) / "ci-cache" if xdg else home / ".cache" / "ci-cache"
 
 
-def extended_path(path: Path | str) -> str:
+def extended_path(path: Path | str, *, always: bool = False) -> str:
     """The form of a path that the OS accepts at any length.
 
     On Windows, paths over MAX_PATH need the `\\\\?\\` prefix, which also turns off `.`/`..`
-    processing, so the path is made absolute first. POSIX has no such limit.
+    processing, so the path is made absolute first. POSIX has no such limit. `always`: prefix short
+    paths too (the top of a tree walk, whose entries may be long).
     """
     text = os.fspath(path)
-    if not IS_WINDOWS or text.startswith("\\\\?\\") or len(text) < MAX_PATH - 12:
+    if not IS_WINDOWS or text.startswith("\\\\?\\") or (len(text) < MAX_PATH - 12 and not always):
         return text
     text = os.path.abspath(text)
     if text.startswith("\\\\"):
