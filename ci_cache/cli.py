@@ -294,7 +294,12 @@ def cmd_setup(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return 0
     export = envformat.EnvExport(env=alloc.env, path_prepend=alloc.path_prepend, windows=osapi.IS_WINDOWS,
                                  ci_env=env)
-    text = envformat.emit(fmt, export)
+    try:
+        text = envformat.emit(fmt, export)
+    except CiCacheError:
+        if alloc.mode != "off":
+            session.finish(ctx, "cancelled")  # nothing was printed: leave no job (nor lease holder) behind
+        raise
     if text:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     log.info(f"job {alloc.job} set up ({alloc.mode}) in {alloc.job_dir}")

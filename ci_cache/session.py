@@ -270,8 +270,13 @@ def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = Non
             _merge_all(ctx, result, dict(record.get("caches", {})))
             _prune_if_over(ctx, result)
         started = time.monotonic()
-        release_dir(store.job_dir(key))
-        fsops.unlink(store.record(key))
+        try:
+            release_dir(store.job_dir(key))
+            fsops.unlink(store.record(key))
+        except (OSError, CiCacheError) as exc:
+            message = f"could not delete the job dir yet ({exc}); `ci-cache gc` reclaims it later"
+            log.warn(message)
+            result.warnings.append(message)
         result.phases["cleanup"] = round(time.monotonic() - started, 4)
     finally:
         handle.release()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_cache import fsops, locks, log, osapi
+from ci_cache.errors import StoreError
 from ci_cache.keyfiles import normalize
 from ci_cache.tools.base import MergeRequest, MergeStats, SeedRequest, SeedStats
 
@@ -518,7 +519,11 @@ class _Merger:
                     target_mtime = -1
                 if st.st_mtime_ns > target_mtime:
                     dst.parent.mkdir(parents=True, exist_ok=True)
-                    self._put(src, dst)
+                    try:
+                        self._put(src, dst)
+                    except StoreError:
+                        self.stats.skipped += 1  # a listing uv can fetch again: keep the shared one
+                        self.stats.details.append(f"kept (locked): {rel}/{name}")
 
     # -- anything else uv keeps (git checkouts, ...): whole entries two levels down, if missing.
 
