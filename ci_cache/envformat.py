@@ -12,7 +12,7 @@ Contracts per format (what each output is safe for):
   characters) is spelled ``[char]0xNNNN`` and concatenated, so the output is pure ASCII: it survives any
   console code page, and ``Out-String`` rejoining lines with CRLF cannot alter a value's newlines.
   Setting a variable to ``''`` removes it (PowerShell semantics).
-- ``cmd``: ``set "NAME=value"`` lines for ``for /f "delims=" %%L in ('ci-cache setup --format cmd') do %%L``
+- ``cmd``: ``set "NAME=value"`` lines for ``for /f "tokens=1,*" %%A in ('ci-cache setup --format cmd') do set %%B``
   inside a .bat file (or ``%L`` at the prompt). A FOR variable is substituted after cmd has expanded
   ``%var%`` and processed ``^ & | < >``, so those characters are taken literally and ``%`` must NOT be
   doubled. What cannot be written safely is rejected, naming the variable: ``"`` (cannot be escaped
