@@ -1,0 +1,1 @@
+"""Scripts the lab's Windows python.exe runs under Wine (standard library and ci_cache only)."""
