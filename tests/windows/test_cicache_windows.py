@@ -572,8 +572,9 @@ def test_setup_cmd_format_round_trips_through_cmd_exe(wine_lab: Lab, tmp_path: P
         if {k: documented[k] for k in wanted} != wanted:
             # Wine 8's cmd: "Can't recognize 'set "UV_CACHE_DIR=..."' as an internal or external command".
             assert "Can't recognize 'set \"" in proc.stderr, proc.stderr
-            tier_report.append("setup --format cmd: values round-trip through cmd.exe with `do set %%B`; the "
-                               "documented `do %%L` cannot run under Wine's cmd (a FOR variable as the command)")
+            tier_report.append("setup --format cmd: values round-trip through cmd.exe with the documented "
+                               "`do set %%B`; the `do %%L` form cannot run under Wine's cmd (a FOR variable as the "
+                               "command)")
     finally:
         for job in ("cmd-documented", "cmd-tokens"):
             _finish(wine_lab, root, job)
