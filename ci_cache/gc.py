@@ -86,11 +86,7 @@ def reclaim_temp_dirs(store: Store, *, grace: float, now: float) -> list[str]:
     they are older than the grace period.
     """
     reclaimed: list[str] = []
-    try:
-        tools = [p for p in os.listdir(store.shared_dir) if (store.shared_dir / p).is_dir()]
-    except FileNotFoundError:
-        return reclaimed
-    for tool in tools:
+    for tool in store.shared_tools():
         writer = osapi.try_lock(store.write_lock(tool))
         try:
             for temp in _temp_dirs(store.shared_cache(tool)):

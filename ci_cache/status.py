@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -13,11 +12,7 @@ from ci_cache.store import Store
 def collect(store: Store) -> dict[str, Any]:
     now = time.time()
     caches = {}
-    try:
-        names = sorted(n for n in os.listdir(store.shared_dir) if (store.shared_dir / n).is_dir())
-    except FileNotFoundError:
-        names = []
-    for name in names:
+    for name in store.shared_tools():
         files, size = fsops.tree_size(store.shared_cache(name))
         caches[name] = {"path": str(store.shared_cache(name)), "files": files, "bytes": size}
     live: list[dict[str, Any]] = []

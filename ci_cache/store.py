@@ -39,6 +39,14 @@ class Store:
     def shared_cache(self, tool: str) -> Path:
         return self.shared_dir / tool
 
+    def shared_tools(self) -> list[str]:
+        """The tools that have a shared cache here (not the side stores, such as `uv.interpreters`)."""
+        try:
+            names = os.listdir(self.shared_dir)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if "." not in n and (self.shared_dir / n).is_dir())
+
     def write_lock(self, tool: str) -> Path:
         """ci-cache's own lock for writers of a shared cache (merges, shared-mode commands)."""
         return self.shared_dir / f"{tool}.write.lock"

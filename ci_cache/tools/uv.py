@@ -29,12 +29,14 @@ POINTER_SUFFIXES = (".http", ".rev")
 GROUP_SUFFIXES = (".http", ".rev", ".msgpack", ".lock")
 SDIST_POINTERS = ("revision.http", "revision.rev")
 ROOT_LOCK = ".lock"
-_NEVER_PREFIXES = ("builds-v", "environments-v", "interpreter-v")
+_NEVER_PREFIXES = ("builds-v", "environments-v")
 _NEVER_NAMES = frozenset({".lock", "CACHEDIR.TAG", ".gitignore", ".git"})
 _LINK_TEXT = re.compile(r"archive-v0[\\/]+([A-Za-z0-9_-]{4,64})\s*$")
 _BUCKET = re.compile(r"^([a-z-]+)-v(\d+)$")
 # A Windows "link" is a small text file; anything bigger is content.
 _MAX_LINK_FILE = 512
+# Interpreter queries kept for new jobs (one small file per interpreter path).
+MAX_INTERPRETERS = 256
 # How long seed and merge wait for `uv cache clean`/`prune` to release uv's root lock.
 UV_LOCK_TIMEOUT = 300.0
 
@@ -48,7 +50,8 @@ def bucket_kind(name: str) -> str:
     match = _BUCKET.match(name)
     if not match:
         return "never"  # not a bucket uv made: leave it alone
-    return {"wheels": "wheels", "sdists": "sdists", "simple": "index", "flat-index": "index"}.get(
+    return {"wheels": "wheels", "sdists": "sdists", "simple": "index", "flat-index": "index",
+            "interpreter": "interpreter"}.get(
         match.group(1), "other"
     )
 
@@ -148,8 +151,20 @@ class _Seeder:
                 self._seed_everything(buckets)
             else:
                 self._seed_packages(buckets, set(names))
+        self._seed_interpreters()
         self.manifest.save(self.req.manifest)
         return self.stats
+
+    def _seed_interpreters(self) -> None:
+        """Copy the interpreter queries other jobs made, so uv need not run each Python again."""
+        store = interpreter_store(self.req.shared)
+        if not store.is_dir():
+            return
+        for rel, entry in fsops.walk_files(store):
+            if bucket_kind(rel.split("/", 1)[0]) == "interpreter" and not fsops.is_lock_or_temp(entry.name):
+                target = self.req.job / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._copy_now(Path(entry.path), target, rel)
 
     def _seed_everything(self, buckets: list[str]) -> None:
         for bucket in buckets:
@@ -393,7 +408,28 @@ class _Merger:
                     self._merge_index(bucket)
                 elif kind == "other":
                     self._merge_other(bucket)
+        self._keep_interpreters()
         return self.stats
+
+    def _keep_interpreters(self) -> None:
+        """Keep the job's interpreter queries beside the shared cache, never in it.
+
+        uv keys them by the interpreter's absolute path and checks its mtime on use, so a stale one is
+        only a miss; inside the shared cache, per-job venv paths would pile up forever. Here the
+        newest MAX_INTERPRETERS stay, and each job starts with them.
+        """
+        store = interpreter_store(self.req.shared)
+        for bucket in sorted(os.listdir(self.req.job)):
+            if bucket_kind(bucket) != "interpreter":
+                continue
+            for rel, entry in fsops.walk_files(self.req.job / bucket):
+                full_rel = f"{bucket}/{rel}"
+                if fsops.is_lock_or_temp(entry.name) or self.manifest.unchanged(full_rel, entry.stat()):
+                    continue
+                target = store / full_rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._put(Path(entry.path), target)
+            _keep_newest(store / bucket, MAX_INTERPRETERS)
 
     # -- wheels: groups `<key>`, `<key>.http|.rev`, `<key>.msgpack`, taken whole.
 
@@ -628,3 +664,14 @@ def _retarget_tree_links(top: Path, old_root: Path, new_root: Path) -> None:
                 if new != text:
                     os.unlink(path)
                     os.symlink(new, path)
+
+
+def interpreter_store(shared: Path) -> Path:
+    """Where ci-cache keeps uv's interpreter queries: beside the shared uv cache, not in it."""
+    return shared.parent / f"{shared.name}.interpreters"
+
+
+def _keep_newest(folder: Path, keep: int) -> None:
+    files = sorted((e.stat().st_mtime, e.path) for _rel, e in fsops.walk_files(folder))
+    for _mtime, path in files[:-keep] if len(files) > keep else []:
+        fsops.unlink(Path(path))

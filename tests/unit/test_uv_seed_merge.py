@@ -205,7 +205,7 @@ def temp_entries(cache: Path) -> list[str]:
     ("name", "kind"),
     [("archive-v0", "archive"), ("wheels-v7", "wheels"), ("sdists-v10", "sdists"), ("simple-v27", "index"),
      ("flat-index-v2", "index"), ("git-v0", "other"), ("builds-v0", "never"), ("environments-v2", "never"),
-     ("interpreter-v5", "never"), (".tmpXYZ", "never"), (".lock", "never"), ("CACHEDIR.TAG", "never"),
+     ("interpreter-v5", "interpreter"), (".tmpXYZ", "never"), (".lock", "never"), ("CACHEDIR.TAG", "never"),
      (".gitignore", "never"), ("random-folder", "never")],
 )
 def test_bucket_kind(name: str, kind: str) -> None:
@@ -516,6 +516,9 @@ def test_merge_never_takes_temp_dirs_builds_environments_interpreters_or_locks(c
     assert not (shared / "archive-v0" / "JobVenvArchive01").exists()
     assert not (shared / "environments-v2" / "job-env-1234").exists()
     assert not (shared / "interpreter-v5" / "0123456789abcdef").exists()
+    # Interpreter queries are kept beside the shared cache, never in it.
+    kept = uvtool.interpreter_store(shared) / "interpreter-v5" / "0123456789abcdef" / "fedcba9876543210.msgpack"
+    assert kept.read_text() == "job interpreter"
     assert (shared / "CACHEDIR.TAG").read_text().startswith("Signature:")
     assert not (shared / ".tmpAbCdEf").exists() and not (shared / "archive-v0" / ".tmpZZZ").exists()
     assert not (shared / WHEELS / NEW.name / ".tmpYYY").exists()
@@ -633,3 +636,21 @@ def test_a_merge_interrupted_by_a_full_disk_leaves_the_shared_cache_valid(
     caches.merge()
     assert (shared / WHEELS / NEW.name / NEW.key).resolve() == (shared / "archive-v0" / NEW.archive).resolve()
     assert_shared_consistent(shared)
+
+
+def test_interpreter_queries_reach_the_next_job_and_stay_bounded(caches: Caches,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uvtool, "MAX_INTERPRETERS", 3)
+    caches.seed()
+    for i in range(5):
+        entry = caches.job / "interpreter-v5" / f"{i:016x}" / "info.msgpack"
+        write(entry, f"interpreter {i}")
+        os.utime(entry, (1_000_000 + i, 1_000_000 + i))
+    caches.merge()
+    store = uvtool.interpreter_store(caches.shared) / "interpreter-v5"
+    assert sorted(p.parent.name for p in store.rglob("*.msgpack")) == [f"{i:016x}" for i in (2, 3, 4)]
+    assert not (caches.shared / "interpreter-v5" / f"{4:016x}").exists()
+    fresh = caches.job.parent / "next-job"
+    UvTool().seed(SeedRequest(shared=caches.shared, job=fresh, link=True, packages=None,
+                              manifest=caches.job.parent / "next.manifest.json"))
+    assert (fresh / "interpreter-v5" / f"{4:016x}" / "info.msgpack").read_text() == "interpreter 4"
