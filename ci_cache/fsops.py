@@ -363,7 +363,7 @@ def walk_files(top: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
 
 
 def is_temp_name(name: str) -> bool:
-    """Temp files and folders of uv (`.tmpXXXX`) and of ci-cache: never merged, reclaimable."""
+    """Temp files and folders of uv (`.tmp<random>`) and of ci-cache: never merged, reclaimable."""
     return name.startswith(".tmp")
 
 

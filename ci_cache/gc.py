@@ -80,7 +80,7 @@ def reclaim_trash(store: Store, *, now: float) -> list[str]:
 
 
 def reclaim_temp_dirs(store: Store, *, grace: float, now: float) -> list[str]:
-    """Temp dirs of interrupted merges (ours) and of killed tool processes (uv's `.tmpXXXX`).
+    """Temp dirs of interrupted merges (ours) and of killed tool processes (uv's `.tmp<random>`).
 
     Ours are reclaimed at once when nobody holds the cache's writer lock; any are reclaimed once
     they are older than the grace period.
