@@ -119,24 +119,28 @@ def setup(ctx: Context, *, in_process: bool) -> Allocation:
 
 
 def _claim(ctx: Context, alloc: Allocation, *, in_process: bool) -> None:
-    """Take the job's lease, reclaiming what a crashed earlier attempt of the same job left."""
+    """Take the job's lease, then reclaim what a crashed earlier attempt of the same job left."""
     store, key = ctx.store, alloc.key
-    if lease.is_held(store.lease(key)):
-        raise UsageError(
-            f"job {alloc.job!r} is already set up and still running (lease {store.lease(key)})",
-            hint="run `ci-cache finish` for it first, or give this job its own id with --job",
-        )
-    if store.job_dir(key).exists():
-        log.info(f"reclaiming the dir of an earlier, dead run of job {alloc.job!r}")
-        fsops.rmtree(store.job_dir(key))
-    record: dict[str, Any] = {"holder_pid": None}
+    busy = UsageError(
+        f"job {alloc.job!r} is already set up and still running (lease {store.lease(key)})",
+        hint="run `ci-cache finish` for it first, or give this job its own id with --job",
+    )
+    holder_pid = None
     if in_process:
-        alloc.lease = lease.take(store.lease(key), timeout=ctx.config.lock_timeout)
-        record["holder_pid"] = None
+        alloc.lease = osapi.try_lock(store.lease(key))
+        if alloc.lease is None:
+            raise busy
     else:
-        record["holder_pid"] = lease.start_holder(store.lease(key), ctx.config.lease_ttl, ctx.env)
+        if lease.is_held(store.lease(key)):
+            raise busy
+        holder_pid = lease.start_holder(store.lease(key), ctx.config.lease_ttl, ctx.env)
+    # The lease is ours now: whatever is left under this job's name is a dead attempt's.
+    if store.job_dir(key).exists() or store.record(key).exists():
+        log.info(f"reclaiming the dir of an earlier, dead run of job {alloc.job!r}")
+        release_dir(store.job_dir(key))
+        fsops.unlink(store.record(key))
     alloc.job_dir.mkdir(parents=True)
-    _write_record(ctx, alloc, status="seeding", extra=record)
+    _write_record(ctx, alloc, status="seeding", extra={"holder_pid": holder_pid})
 
 
 def _write_record(ctx: Context, alloc: Allocation, *, status: str, extra: dict[str, Any] | None = None) -> None:

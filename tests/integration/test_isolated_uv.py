@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -168,3 +169,17 @@ def test_untrusted_gitlab_job_leaves_shared_cache_identical(lab: Lab) -> None:
         k: v for k, v in before.items() if not k.endswith(".lock")
     }
     assert venv_python(venv).exists()
+
+
+def test_a_job_id_already_running_is_refused_and_a_dead_ones_leftovers_are_reclaimed(lab: Lab) -> None:
+    env = lab.env(CI_CACHE_JOB="twice")
+    assert lab.cli("setup", "--mode", "isolated", "--format", "json", env=env).returncode == 0
+    again = lab.cli("run", "--mode", "isolated", "--", sys.executable, "-c", "pass", env=env)
+    assert again.returncode == 2
+    assert "already set up and still running" in again.stderr
+    record = json.loads(next((lab.root / "jobs").glob("*.json")).read_text())
+    os.kill(record["holder_pid"], 9)  # the job dies without finish
+    time.sleep(0.2)
+    rerun = lab.cli("run", "--mode", "isolated", "--", sys.executable, "-c", "pass", env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "reclaiming the dir of an earlier, dead run" in rerun.stderr
