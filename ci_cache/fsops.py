@@ -264,10 +264,6 @@ def link_or_copy(src: Path, dst: Path, *, link: bool) -> bool:
     return False
 
 
-def copy_symlink(src: Path, dst: Path) -> None:
-    os.symlink(os.readlink(_p(src)), _p(dst))
-
-
 @dataclass
 class TreeCount:
     """Files made, bytes written (copies only: a hardlink takes no space), files linked."""

@@ -293,18 +293,6 @@ def child_popen_kwargs() -> dict[str, object]:
     return {}
 
 
-def path_separator() -> str:
-    return os.pathsep
-
-
-def executable_names(name: str, env: Mapping[str, str]) -> list[str]:
-    """The file names a command name can have on this platform (`uv` -> `uv.exe` on Windows)."""
-    if not IS_WINDOWS or Path(name).suffix:
-        return [name]
-    exts = env.get("PATHEXT", ".COM;.EXE;.BAT;.CMD").split(";")
-    return [name + ext.lower() for ext in exts if ext] + [name]
-
-
 def long_paths_enabled() -> bool | None:
     """Whether Windows accepts long paths without `\\\\?\\` (registry LongPathsEnabled); None off Windows."""
     if sys.platform != "win32":
