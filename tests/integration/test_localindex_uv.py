@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache.localindex import IndexServer, build_index, demo_specs
+from ci_cache_index import IndexServer, build_index, demo_specs
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +117,7 @@ def test_uv_installs_wheels_and_builds_sdist_offline(
 
 def test_cli_serve_process(tmp_path: Path, index_root: Path) -> None:
     port_file, log = tmp_path / "port", tmp_path / "access.log"
-    cmd = [sys.executable, "-m", "ci_cache.localindex", "serve", str(index_root)]
+    cmd = [sys.executable, "-m", "ci_cache_index", "serve", str(index_root)]
     proc = subprocess.Popen(
         [*cmd, "--port-file", str(port_file), "--access-log", str(log)],
         stdout=subprocess.PIPE,
