@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import zipfile
@@ -172,3 +173,14 @@ def test_cli_build_demo_with_scale(tmp_path: Path) -> None:
     assert index_cli.main(["build", str(tmp_path), "--demo", "--scale", "1", "--files-per-package", "1"]) == 0
     projects = {p.name for p in (tmp_path / "simple").iterdir() if p.is_dir()}
     assert projects == {s.project for s in demo_specs()} | {"scale-pkg-0000"}
+
+
+def test_package_imports_nothing_from_ci_cache() -> None:
+    # The index is a stand-in for a real package index: it must work without (and not shape) ci-cache.
+    package = Path(simple.__file__).parent
+    for module in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not [n for n in names if n == "ci_cache" or n.startswith("ci_cache.")], module.name
