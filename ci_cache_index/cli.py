@@ -59,6 +59,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     with server_from_args(args) as srv:
         if args.port_file:
             write_if_changed(Path(args.port_file), f"{srv.port}\n".encode())
+        if srv.network.active:
+            print(f"network profile: {srv.network.describe()}", file=sys.stderr, flush=True)
         print(srv.url, flush=True)
         while not stop.wait(0.5):  # a timed wait keeps Ctrl-C deliverable on Windows
             pass

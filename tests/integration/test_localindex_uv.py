@@ -171,4 +171,4 @@ def test_cli_serve_process_with_a_network_profile(tmp_path: Path) -> None:
         assert data == blob.read_bytes()
         # A lower bound only: the profile can make a response slower, never faster.
         assert elapsed >= 0.25 + len(data) / 200_000
-        _stop(proc)
+        assert _stop(proc) == "network profile: latency 250 ms, bandwidth 200,000 B/s shared\n"
