@@ -1,6 +1,6 @@
 """Seed and merge against a big synthetic cache (targets P4a, P4b, P5), through the real CLI.
 
-The shared cache is filled by a real uv install of generated packages (`ci_cache.localindex`), so it
+The shared cache is filled by a real uv install of generated packages (`ci_cache_index`), so it
 has uv's real layout. Seeding is timed from ci-cache's own `phases.seed` and compared with `cp -al` of
 the same tree; merging is timed from `phases.merge` for a job that adds about 1,000 new files.
 """
@@ -18,7 +18,7 @@ from bench import cic, floor, index, jobs
 from bench.jobs import Job, JobError, Setup
 from bench.model import ScaleResult
 from bench.wheels import write_requirements
-from ci_cache.localindex import PackageSpec, build_index, scale_specs
+from ci_cache_index import PackageSpec, build_index, scale_specs
 
 FILES_PER_PACKAGE = 96  # plus __init__.py and three dist-info files: 100 files per unpacked wheel
 

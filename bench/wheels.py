@@ -1,18 +1,17 @@
-"""The realistic package set: real wheels downloaded once with pip, served as a PEP 503 index."""
+"""The realistic package set: real wheels downloaded once with pip, indexed by `ci_cache_index`."""
 
 from __future__ import annotations
 
-import hashlib
-import html
 import json
 import os
 import re
 import subprocess
 import sys
 import sysconfig
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from ci_cache_index import index_files
 
 # A web and test stack plus numpy and pandas: about 50 wheels once dependencies are in.
 REALISTIC = (
@@ -54,71 +53,6 @@ def interpreter_tag() -> str:
     return f"cp{sys.version_info.major}{sys.version_info.minor}-{plat}"
 
 
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def wheel_project(filename: str) -> str:
-    return normalize(filename.split("-", 1)[0])
-
-
-def _write(path: Path, data: bytes) -> None:
-    if path.is_file() and path.read_bytes() == data:
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
-def _wheel_metadata(wheel: Path) -> bytes:
-    with zipfile.ZipFile(wheel) as zf:
-        for name in zf.namelist():
-            parts = name.split("/")
-            if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
-                return zf.read(name)
-    raise ValueError(f"{wheel}: no .dist-info/METADATA inside")
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _page(title: str, links: Sequence[str]) -> bytes:
-    body = "\n".join(links)
-    return (
-        f'<!DOCTYPE html>\n<html>\n<head>\n<meta name="pypi:repository-version" content="1.0">\n'
-        f"<title>{html.escape(title)}</title>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
-    ).encode()
-
-
-def build_simple_tree(root: Path) -> list[str]:
-    """Write `root/simple` (PEP 503, with PEP 658 metadata files) over the wheels in `root/files`.
-
-    Returns the wheel file names. Metadata files let uv resolve without fetching whole wheels, as it
-    does against a real index.
-    """
-    files = root / "files"
-    wheels = sorted(p for p in files.iterdir() if p.suffix == ".whl")
-    projects: dict[str, list[str]] = {}
-    for wheel in wheels:
-        meta_path = wheel.with_name(wheel.name + ".metadata")
-        if not meta_path.is_file():
-            _write(meta_path, _wheel_metadata(wheel))
-        meta = meta_path.read_bytes()
-        digest = _sha256(wheel.read_bytes())
-        attrs = f' data-dist-info-metadata="sha256={_sha256(meta)}" data-core-metadata="sha256={_sha256(meta)}"'
-        href = html.escape(f"../../files/{wheel.name}#sha256={digest}")
-        projects.setdefault(wheel_project(wheel.name), []).append(
-            f'<a href="{href}"{attrs}>{html.escape(wheel.name)}</a><br/>'
-        )
-    for project, links in projects.items():
-        (root / "simple" / project).mkdir(parents=True, exist_ok=True)
-        _write(root / "simple" / project / "index.html", _page(f"Links for {project}", links))
-    index = [f'<a href="{html.escape(p)}/">{html.escape(p)}</a><br/>' for p in sorted(projects)]
-    _write(root / "simple" / "index.html", _page("Simple index", index))
-    return [w.name for w in wheels]
-
-
 def ensure_realistic(home: Path, requirements: Sequence[str] = REALISTIC) -> tuple[Path, list[str]]:
     """Download the realistic set once (binary wheels for this interpreter) and index it.
 
@@ -142,7 +76,7 @@ def ensure_realistic(home: Path, requirements: Sequence[str] = REALISTIC) -> tup
         )
         cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--disable-pip-version-check"]
         subprocess.run([*cmd, "-q", "-d", str(files), *wanted], check=True)
-    wheels = build_simple_tree(root)
+    wheels = index_files(root)
     if not complete:
         text = json.dumps({"requirements": wanted, "wheels": wheels}, indent=1) + "\n"
         manifest.write_text(text, encoding="utf-8")

@@ -20,7 +20,7 @@ from typing import Any
 
 from ci_cache import log
 from ci_cache.errors import UsageError
-from ci_cache.localindex import IndexServer, build_index, demo_specs
+from ci_cache_index import IndexServer, build_index, demo_specs
 
 # Each job installs one of these; together they cover the demo index, sdist-only package included.
 JOB_SETS = (

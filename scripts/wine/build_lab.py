@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import html
 import json
 import os
 import re
@@ -30,6 +29,10 @@ import time
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
+
+# The PEP 503 tree comes from the repo's own index package, also when this runs on a bare python3.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from ci_cache_index.simple import index_files
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -303,18 +306,6 @@ def sync_ci_cache(repo: Path, pydir: Path, name: str, version: str) -> None:
     (info / "entry_points.txt").write_text("[console_scripts]\nci-cache = ci_cache.cli:main\n", encoding="utf-8")
 
 
-def _wheel_metadata(wheel: Path) -> bytes:
-    with zipfile.ZipFile(wheel) as zf:
-        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
-        return zf.read(name)
-
-
-def _page(title: str, links: Sequence[str]) -> str:
-    body = "\n".join(links)
-    return (f'<!DOCTYPE html>\n<html>\n<head>\n<meta name="pypi:repository-version" content="1.0">\n'
-            f"<title>{html.escape(title)}</title>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
-
-
 def build_index(lab: Path) -> Path:
     """win_amd64/cp313 wheels in index/files and a PEP 503 (+ PEP 658 metadata) tree in index/simple."""
     index = lab / "index"
@@ -325,24 +316,8 @@ def build_index(lab: Path) -> Path:
     log(f"building the local win_amd64 index: {', '.join(INDEX_PACKAGES)}")
     tmp = lab / "index.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    files = tmp / "files"
-    windows_wheels(INDEX_PACKAGES, files)
-    projects: dict[str, list[str]] = {}
-    for wheel in sorted(files.glob("*.whl")):
-        project = re.sub(r"[-_.]+", "-", wheel.name.split("-")[0]).lower()
-        meta = _wheel_metadata(wheel)
-        (files / f"{wheel.name}.metadata").write_bytes(meta)
-        sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        meta_sha = hashlib.sha256(meta).hexdigest()
-        href = html.escape(f"../../files/{wheel.name}#sha256={sha}")
-        projects.setdefault(project, []).append(
-            f'<a href="{href}" data-dist-info-metadata="sha256={meta_sha}" '
-            f'data-core-metadata="sha256={meta_sha}">{html.escape(wheel.name)}</a><br/>')
-    for project, links in projects.items():
-        (tmp / "simple" / project).mkdir(parents=True)
-        (tmp / "simple" / project / "index.html").write_text(_page(f"Links for {project}", links), "utf-8")
-    root_links = [f'<a href="{p}/">{p}</a><br/>' for p in sorted(projects)]
-    (tmp / "simple" / "index.html").write_text(_page("Simple index", root_links), encoding="utf-8")
+    windows_wheels(INDEX_PACKAGES, tmp / "files")
+    index_files(tmp)
     shutil.rmtree(index, ignore_errors=True)
     os.replace(tmp, index)
     write_atomic(stamp, want)

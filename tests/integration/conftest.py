@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache.localindex import IndexServer
+from ci_cache_index import IndexServer
 from tests.integration.uvjobs import Lab
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ci_cache import verify
-from ci_cache.localindex import IndexServer, build_index, demo_specs, scale_specs
+from ci_cache_index import IndexServer, build_index, demo_specs, scale_specs
 from tests.integration.uvjobs import UV, Lab, offline_install, tree_digest
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(UV is None, reason="uv not installed (scripts/test)")]

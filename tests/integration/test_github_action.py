@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ci_cache.localindex import IndexServer, build_index, demo_specs
+from ci_cache_index import IndexServer, build_index, demo_specs
 
 REPO = Path(__file__).resolve().parents[2]
 ACTION_DIR = REPO / "actions"

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ci_cache.localindex import IndexServer, PackageSpec, build_index
+from ci_cache_index import IndexServer, PackageSpec, build_index
 
 REPO = Path(__file__).resolve().parents[2]
 GITLAB_DIR = REPO / "gitlab"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache.localindex import IndexServer, PackageSpec, build_index, demo_specs
+from ci_cache_index import IndexServer, PackageSpec, build_index, demo_specs
 from tests.integration.uvjobs import UV, Lab, offline_install, tree_digest, venv_python
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(UV is None, reason="uv not installed (scripts/test)")]

@@ -7,13 +7,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from ci_cache.localindex import IndexServer, build_index, demo_specs
+from ci_cache_index import IndexServer, PackageSpec, build_index, demo_specs
 
 pytestmark = pytest.mark.integration
 
@@ -115,11 +117,11 @@ def test_uv_installs_wheels_and_builds_sdist_offline(
         assert srv.file_downloads() == []
 
 
-def test_cli_serve_process(tmp_path: Path, index_root: Path) -> None:
-    port_file, log = tmp_path / "port", tmp_path / "access.log"
-    cmd = [sys.executable, "-m", "ci_cache.localindex", "serve", str(index_root)]
+@contextmanager
+def _serve_process(root: Path, *flags: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``python -m ci_cache_index serve ROOT FLAGS`` and the URL it printed once listening; killed if left."""
     proc = subprocess.Popen(
-        [*cmd, "--port-file", str(port_file), "--access-log", str(log)],
+        [sys.executable, "-m", "ci_cache_index", "serve", str(root), *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -128,18 +130,45 @@ def test_cli_serve_process(tmp_path: Path, index_root: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        url = proc.stdout.readline().strip()  # printed once listening
+        yield proc, proc.stdout.readline().strip()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    """Signal the server to stop as a user would; returns its stderr once it exited 0."""
+    proc.send_signal(getattr(signal, "CTRL_BREAK_EVENT", signal.SIGTERM))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return err
+
+
+def test_cli_serve_process(tmp_path: Path, index_root: Path) -> None:
+    port_file, log = tmp_path / "port", tmp_path / "access.log"
+    with _serve_process(index_root, "--port-file", str(port_file), "--access-log", str(log)) as (proc, url):
         port = int(port_file.read_text())
         assert url == f"http://127.0.0.1:{port}/simple"
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"{url}/demo-alpha", timeout=30) as resp:
             assert b"demo_alpha-1.0.0-py3-none-any.whl" in resp.read()
-        proc.send_signal(getattr(signal, "CTRL_BREAK_EVENT", signal.SIGTERM))
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
+        err = _stop(proc)
         assert err == ""  # quiet: no per-request logging
         assert log.read_text().splitlines() == ["/simple/demo-alpha"]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+
+def test_cli_serve_process_with_a_network_profile(tmp_path: Path) -> None:
+    root = build_index(tmp_path / "index", [PackageSpec("demo-one")])
+    blob = root / "files" / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 256)  # 64 KiB: 0.33 s at 200 kB/s
+    with _serve_process(root, "--latency-ms", "250", "--bandwidth", "200k") as (proc, url):
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        started = time.perf_counter()
+        with opener.open(url.replace("/simple", "/files/blob.bin"), timeout=30) as resp:
+            data = resp.read()
+        elapsed = time.perf_counter() - started
+        assert data == blob.read_bytes()
+        # A lower bound only: the profile can make a response slower, never faster.
+        assert elapsed >= 0.25 + len(data) / 200_000
+        assert _stop(proc) == "network profile: latency 250 ms, bandwidth 200,000 B/s shared\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ci_cache import fsops, verify
-from ci_cache.localindex import IndexServer, build_index, scale_specs
+from ci_cache_index import IndexServer, build_index, scale_specs
 from tests.integration.uvjobs import UV, Lab, offline_install
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(UV is None, reason="uv not installed (scripts/test)")]

@@ -1,46 +1,18 @@
-"""Tests for the bench's helpers: its index tree, zip archiver, disk accounting, env and options."""
+"""Tests for the bench's helpers: its index server, zip archiver, disk accounting, env and options."""
 
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from bench import archive, cic, cli, index, jobs, runner, strategies, wheels
 from bench.model import Variant
-from ci_cache import localindex
+from ci_cache_index import server
 
 
-def make_wheel(path: Path, name: str, version: str) -> None:
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{name}/__init__.py", "")
-        zf.writestr(f"{name}-{version}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\n")
-
-
-def test_build_simple_tree_lists_wheels_with_metadata(tmp_path: Path) -> None:
-    files = tmp_path / "files"
-    files.mkdir()
-    make_wheel(files / "Foo_Bar-1.0-py3-none-any.whl", "foo_bar", "1.0")
-    make_wheel(files / "foo_bar-1.1-py3-none-any.whl", "foo_bar", "1.1")
-    make_wheel(files / "zed-2.0-py3-none-any.whl", "zed", "2.0")
-    names = wheels.build_simple_tree(tmp_path)
-    assert len(names) == 3
-    assert (files / "zed-2.0-py3-none-any.whl.metadata").read_text() == "Metadata-Version: 2.1\nName: zed\n"
-    page = (tmp_path / "simple" / "foo-bar" / "index.html").read_text()
-    assert page.count("<a href=") == 2
-    assert 'href="../../files/Foo_Bar-1.0-py3-none-any.whl#sha256=' in page
-    assert 'data-dist-info-metadata="sha256=' in page
-    root = (tmp_path / "simple" / "index.html").read_text()
-    assert '<a href="foo-bar/">' in root and '<a href="zed/">' in root
-    before = (tmp_path / "simple" / "zed" / "index.html").stat().st_mtime_ns
-    wheels.build_simple_tree(tmp_path)  # idempotent: unchanged pages are not rewritten
-    assert (tmp_path / "simple" / "zed" / "index.html").stat().st_mtime_ns == before
-
-
-def test_wheel_project_and_dev_home() -> None:
-    assert wheels.wheel_project("Typing_Extensions-4.0-py3-none-any.whl") == "typing-extensions"
+def test_dev_home_and_interpreter_tag() -> None:
     assert wheels.dev_home({"CI_CACHE_DEV_HOME": "/x/dev"}) == Path("/x/dev")
     assert wheels.interpreter_tag().startswith("cp3")
 
@@ -142,9 +114,8 @@ def test_registry_names_match_and_describe_themselves() -> None:
         assert "default" in strategy.link_modes
 
 
-def test_index_backlog_is_widened_for_concurrent_uv_processes() -> None:
-    index.widen_backlog()
-    assert localindex._IndexHTTPServer.request_queue_size >= index.BACKLOG
+def test_index_server_backlog_fits_concurrent_uv_processes() -> None:
+    assert server._IndexHTTPServer.request_queue_size >= index.BACKLOG
 
 
 class _BrokenBegin:

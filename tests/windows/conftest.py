@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ci_cache.localindex import IndexServer
+from ci_cache_index import IndexServer
 
 from .winlab import Lab, find_lab, run_windows, sync_ci_cache, wine_session
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache.localindex import IndexServer
+from ci_cache_index import IndexServer
 
 from .scenario import ScenarioConfig, ScenarioResult, run_scenario
 from .winlab import SOAK_ROUNDS, Lab

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from ci_cache.localindex import IndexServer
 from ci_cache.providers import job_key
+from ci_cache_index import IndexServer
 
 from .winagent import Agent, ci_cache_argv, run_to_exit
 from .winlab import EnvValue, Lab, to_windows

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from ci_cache.localindex import IndexServer
 from ci_cache.providers import job_key
+from ci_cache_index import IndexServer
 
 from .scenario import TRANSIENT_PATTERNS
 from .winagent import ci_cache_argv, run_to_exit, scanning

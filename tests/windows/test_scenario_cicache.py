@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache.localindex import IndexServer
+from ci_cache_index import IndexServer
 
 from .scenario import ScenarioConfig, ScenarioResult, Wrapper, run_scenario
 from .winagent import ci_cache_argv, run_to_exit
