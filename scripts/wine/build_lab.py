@@ -17,6 +17,7 @@ working tree changes) and the smoke check.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -351,6 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     started = time.monotonic()
     lab.mkdir(parents=True, exist_ok=True)
+    # Checkouts on one machine share the lab: wait for a test run that holds it (tests/windows/conftest.py
+    # takes the same lock, and calls --sync-only while holding it, which is why that path takes none).
+    held = open(lab / ".tier.lock", "a+b")  # noqa: SIM115 - held until the process exits
+    fcntl.flock(held, fcntl.LOCK_EX)
 
     compile_helpers(lab)
     prefix = init_prefix(lab)

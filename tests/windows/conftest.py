@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 
 import pytest
@@ -20,12 +21,16 @@ def wine_lab() -> Iterator[Lab]:
     found, reason = find_lab()
     if found is None:
         pytest.skip(reason)
-    sync_ci_cache(found)
-    with wine_session(found):
-        warm = run_windows([found.uv_exe, "--version"], the_lab=found, timeout=300)
-        if warm.returncode != 0:
-            pytest.fail(f"uv.exe does not start under Wine (exit {warm.returncode}): {warm.stderr.strip()}")
-        yield found
+    # One lab serves every checkout on this machine (worktrees included): a run holds it whole, so
+    # that no other run syncs its own ci_cache into the lab while this one tests it.
+    with open(found.root / ".tier.lock", "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        sync_ci_cache(found)
+        with wine_session(found):
+            warm = run_windows([found.uv_exe, "--version"], the_lab=found, timeout=300)
+            if warm.returncode != 0:
+                pytest.fail(f"uv.exe does not start under Wine (exit {warm.returncode}): {warm.stderr.strip()}")
+            yield found
 
 
 @pytest.fixture(scope="session")
