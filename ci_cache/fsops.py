@@ -369,13 +369,3 @@ def disk_free(path: Path) -> int:
         probe = probe.parent
     return shutil.disk_usage(_p(probe)).free
 
-
-def make_writable_tree(path: Path) -> None:
-    """Clear read-only bits below `path` (what Windows needs before a delete)."""
-    for dirpath, dirs, files in os.walk(_tree_top(path), followlinks=False):
-        for name in dirs + files:
-            full = os.path.join(dirpath, name)
-            with contextlib.suppress(OSError):
-                mode = os.lstat(full).st_mode
-                if not stat.S_ISLNK(mode) and not mode & stat.S_IWUSR:
-                    os.chmod(full, mode | stat.S_IWUSR)
