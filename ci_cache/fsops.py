@@ -264,6 +264,27 @@ def link_or_copy(src: Path, dst: Path, *, link: bool) -> bool:
     return False
 
 
+def put_file(src: Path, dst: Path, *, overwrite: bool = True,
+             link_text: Callable[[str], str] | None = None) -> bool:
+    """Copy one file, or recreate one symlink, at `dst` atomically: made under a temp name beside it, then
+    renamed in. `overwrite=False` keeps an existing `dst` and returns False. `link_text` rewrites the text
+    of a symlink (a cache's absolute links name their own cache)."""
+    tmp = temp_sibling(dst)
+    try:
+        if os.path.islink(_p(src)):
+            text = os.readlink(_p(src))
+            os.symlink(link_text(text) if link_text else text, _p(tmp))
+        else:
+            copy_file(src, tmp)
+        if not overwrite:
+            return rename_new(tmp, dst)
+        replace(tmp, dst)
+        return True
+    finally:
+        if os.path.lexists(_p(tmp)):
+            unlink(tmp)
+
+
 @dataclass
 class TreeCount:
     """Files made, bytes written (copies only: a hardlink takes no space), files linked."""
@@ -321,6 +342,32 @@ def _try_link(src: str, dst: str) -> bool:
         if cannot_link or osapi.is_transient_error(exc):
             return False
         raise
+
+
+def stage_tree(src: Path, dst: Path, *, link: bool, skip: Callable[[str], bool] | None = None,
+               prepare: Callable[[Path], None] | None = None) -> TreeCount | None:
+    """Copy (or link) the tree `src` under a temp name beside `dst`, then rename it in whole: readers see
+    all of it or nothing. `prepare` may change the staged copy before it goes in. None when `dst`
+    appeared meanwhile (a concurrent writer won; its copy is as good as ours)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(dst)
+    try:
+        count = clone_tree(src, tmp, link=link, skip=skip)
+        if prepare is not None:
+            prepare(tmp)
+        if not rename_new(tmp, dst):
+            return None
+    finally:
+        if os.path.lexists(_p(tmp)):
+            rmtree(tmp)
+    return count
+
+
+def remove_whole(path: Path) -> None:
+    """Delete a folder so that nobody ever sees half of it under its real name: renamed away, then deleted."""
+    doomed = temp_sibling(path)
+    replace(path, doomed)
+    rmtree(doomed)
 
 
 def is_lock_or_temp(name: str) -> bool:

@@ -254,6 +254,114 @@ def test_write_atomic_cleans_up_on_keyboard_interrupt(tmp_path: Path, monkeypatc
     assert os.listdir(tmp_path) == []
 
 
+# ---------------------------------------------------------------------------------------------------
+# put_file, stage_tree, remove_whole: whole files and folders, or nothing.
+
+
+def test_put_file_replaces_or_keeps_the_target(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(b"new")
+    dst = tmp_path / "out" / "dst"
+    dst.parent.mkdir()
+    assert fsops.put_file(src, dst)
+    assert dst.read_bytes() == b"new"
+    src.write_bytes(b"newer")
+    assert not fsops.put_file(src, dst, overwrite=False)
+    assert dst.read_bytes() == b"new"
+    assert fsops.put_file(src, dst)
+    assert dst.read_bytes() == b"newer"
+    assert os.listdir(dst.parent) == ["dst"]
+
+
+@needs_symlinks
+def test_put_file_recreates_a_symlink_with_rewritten_text(tmp_path: Path) -> None:
+    src = tmp_path / "link"
+    os.symlink("/old/root/archive-v0/abc", src)
+    dst = tmp_path / "copy"
+    fsops.put_file(src, dst, link_text=lambda text: text.replace("/old/root", "/new/root"))
+    assert os.readlink(dst) == "/new/root/archive-v0/abc"
+    fsops.put_file(src, tmp_path / "verbatim")
+    assert os.readlink(tmp_path / "verbatim") == "/old/root/archive-v0/abc"
+
+
+def test_put_file_leaves_no_temp_file_and_the_old_content_when_the_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(b"new")
+    dst = tmp_path / "dst"
+    dst.write_bytes(b"old")
+
+    def fail(a: Path, b: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fsops, "replace", fail)
+    with pytest.raises(OSError, match="No space left"):
+        fsops.put_file(src, dst)
+    assert dst.read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["dst", "src"]
+
+
+def tree_with_a_lock(top: Path) -> Path:
+    make_tree(top)
+    (top / "pkg" / "x.lock").write_text("")
+    return top
+
+
+def test_stage_tree_renames_the_whole_tree_in(tmp_path: Path) -> None:
+    src = tree_with_a_lock(tmp_path / "src")
+    dst = tmp_path / "bucket" / "entry"
+    prepared: list[Path] = []
+    count = fsops.stage_tree(src, dst, link=False, skip=lambda name: name.endswith(".lock"),
+                             prepare=prepared.append)
+    assert count is not None and count.files == 3 and count.linked == 0
+    assert count.bytes == sum(os.path.getsize(src / rel) for rel in ("pkg/__init__.py", "pkg/sub/data.bin",
+                                                                     "pkg-1.0.dist-info/RECORD"))
+    assert (dst / "pkg" / "sub" / "data.bin").read_bytes() == (src / "pkg" / "sub" / "data.bin").read_bytes()
+    assert not (dst / "pkg" / "x.lock").exists()
+    assert len(prepared) == 1 and prepared[0].parent == dst.parent and prepared[0].name.startswith(".tmp")
+    assert os.listdir(dst.parent) == ["entry"]
+
+
+def test_stage_tree_keeps_what_a_concurrent_writer_put_there(tmp_path: Path) -> None:
+    src = tree_with_a_lock(tmp_path / "src")
+    dst = tmp_path / "bucket" / "entry"
+    (dst / "theirs").mkdir(parents=True)
+    (dst / "theirs" / "t.py").write_text("theirs")
+    assert fsops.stage_tree(src, dst, link=True) is None
+    assert os.listdir(dst) == ["theirs"]
+    assert os.listdir(dst.parent) == ["entry"]
+
+
+def test_stage_tree_that_fails_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tree_with_a_lock(tmp_path / "src")
+    dst = tmp_path / "bucket" / "entry"
+
+    def full_disk(a: Path, b: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fsops, "copy_file", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        fsops.stage_tree(src, dst, link=False)
+    assert os.listdir(dst.parent) == []
+
+
+def test_remove_whole_renames_away_before_deleting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tree_with_a_lock(tmp_path / "entry")
+    seen: list[str] = []
+    real_rmtree = fsops.rmtree
+
+    def rmtree(path: Path) -> None:
+        seen.append(path.name)
+        assert not folder.exists()  # by the time anything is deleted, the real name is gone
+        real_rmtree(path)
+
+    monkeypatch.setattr(fsops, "rmtree", rmtree)
+    fsops.remove_whole(folder)
+    assert seen and seen[0].startswith(fsops.TEMP_PREFIX)
+    assert os.listdir(tmp_path) == []
+
+
 def test_temp_siblings_are_temp_names_in_the_same_folder(tmp_path: Path) -> None:
     a, b = fsops.temp_sibling(tmp_path / "t"), fsops.temp_sibling(tmp_path / "t")
     assert a != b
