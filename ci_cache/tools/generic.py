@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from ci_cache import fsops
-from ci_cache.tools.base import MergeRequest, MergeStats, SeedRequest, SeedStats
+from ci_cache.tools.base import (
+    MergeRequest,
+    MergeStats,
+    PruneReport,
+    PruneRequest,
+    SeedRequest,
+    SeedStats,
+    VerifyReport,
+)
 
 
 def _skip(rel: str) -> bool:
@@ -22,7 +31,8 @@ class GenericTool:
     """A cache whose files are never rewritten in place once written (pip's are, by temp + rename).
 
     Seeding links or copies every file; merging adds the files the job created that the shared cache
-    lacks, each one atomically. Nothing is ever replaced or deleted in the shared cache.
+    lacks, each one atomically. Nothing is ever replaced in the shared cache; only prune deletes, file by
+    file, least recently used first.
     """
 
     has_shared_cache = True
@@ -75,17 +85,34 @@ class GenericTool:
                 stats.kept_existing += 1
                 continue
             dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = fsops.temp_sibling(dst)
-            try:
-                fsops.copy_file(Path(entry.path), tmp)
-                if fsops.rename_new(tmp, dst):
-                    stats.files += 1
-                    stats.entries += 1
-                    stats.bytes += os.stat(dst).st_size
-            finally:
-                if tmp.exists():
-                    fsops.unlink(tmp)
+            if fsops.put_file(Path(entry.path), dst, overwrite=False):
+                stats.files += 1
+                stats.entries += 1
+                stats.bytes += os.stat(dst).st_size
         return stats
+
+    def prune(self, request: PruneRequest) -> PruneReport:
+        """Least recently used files first (by the later of access and modification time)."""
+        now = time.time() if request.now is None else request.now
+        report = PruneReport(self.name)
+        files = []
+        for _rel, entry in fsops.walk_files(request.cache):
+            st = entry.stat(follow_symlinks=False)
+            files.append((max(st.st_atime, st.st_mtime), st.st_size, Path(entry.path)))
+        total = sum(size for _, size, _ in files)
+        report.bytes_before = total
+        for used, size, path in sorted(files):
+            too_old = request.max_age is not None and now - used > request.max_age
+            if too_old or (request.max_size is not None and total > request.max_size):
+                fsops.unlink(path)
+                total -= size
+                report.evicted_files += 1
+        report.bytes_after = total
+        return report
+
+    def verify(self, cache: Path) -> VerifyReport:
+        """Nothing to check: a file is whole by the way it is written, and no file names another."""
+        return VerifyReport(cache)
 
 
 class TempTool:
@@ -104,3 +131,9 @@ class TempTool:
 
     def merge(self, request: MergeRequest) -> MergeStats:
         return MergeStats()
+
+    def prune(self, request: PruneRequest) -> PruneReport:
+        return PruneReport(self.name, notes=["no shared cache: nothing to prune"])
+
+    def verify(self, cache: Path) -> VerifyReport:
+        return VerifyReport(cache)
