@@ -97,6 +97,36 @@ def make_wheel_group(cache: Path, pkg: Pkg, *, absolute: bool = False, windows_l
     return folder
 
 
+def make_sdist_build(cache: Path, name: str, version: str, rev_id: str, archive: str, *,
+                     windows_link: bool = False, pointer: bytes | None = None) -> Path:
+    """An sdist built here: the version folder, its pointer and a revision with the built wheel, whose
+    unpacked archive a link names. Returns the version folder."""
+    module = name.replace("-", "_")
+    version_dir = cache / SDISTS / name / version
+    rev = version_dir / rev_id
+    write(version_dir / "revision.http", pointer or f"revision pointer {rev_id}".encode())
+    write(version_dir / ".lock", "")
+    write(rev / "metadata.msgpack", f"msgpack {name}")
+    write(rev / "src" / "PKG-INFO", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    write(rev / "src" / module / "__init__.py", "")
+    write(rev / f"{module}-{version}-py3-none-any.whl", b"PK\x03\x04 built wheel bytes")
+    write(rev / f"{version}-py3-none-any.lock", "")
+    link = rev / f"{module}-{version}-py3-none-any"
+    if windows_link:
+        write(link, f"archive-v0\\{archive}")
+    else:
+        os.symlink(f"../../../../../../archive-v0/{archive}", link)
+    make_archive(cache, archive, name, version)
+    write(cache / SIMPLE / f"{name}.rkyv", f"rkyv index page of {name}", mtime_ns=OLD)
+    return version_dir
+
+
+def msgpack_str(text: str) -> bytes:
+    """`text` as a msgpack string, the way uv's pointers hold archive and revision ids."""
+    data = text.encode()
+    return (bytes([0xA0 | len(data)]) if len(data) < 32 else bytes([0xD9, len(data)])) + data
+
+
 def make_shared(cache: Path) -> Path:
     """A warm shared cache with every kind of entry uv makes."""
     write(cache / "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55\n")
@@ -104,19 +134,7 @@ def make_shared(cache: Path) -> Path:
     write(cache / ".lock", "")
     for pkg in (ALPHA, BETA, GAMMA, DELTA, ZETA):
         make_wheel_group(cache, pkg)
-    # An sdist built here: the version folder, its pointer and a revision with the built wheel.
-    version_dir = cache / SDISTS / "demo-eta" / ETA_VERSION
-    rev = version_dir / ETA_REV
-    write(version_dir / "revision.http", f"revision pointer {ETA_REV}")
-    write(version_dir / ".lock", "")
-    write(rev / "metadata.msgpack", "msgpack demo-eta")
-    write(rev / "src" / "PKG-INFO", "Metadata-Version: 2.1\nName: demo-eta\nVersion: 1.0.0\n")
-    write(rev / "src" / "demo_eta" / "__init__.py", "")
-    write(rev / f"demo_eta-{ETA_VERSION}-py3-none-any.whl", b"PK\x03\x04 built wheel bytes")
-    write(rev / f"{ETA_VERSION}-py3-none-any.lock", "")
-    os.symlink(f"../../../../../../archive-v0/{ETA_ARCHIVE}", rev / f"demo_eta-{ETA_VERSION}-py3-none-any")
-    make_archive(cache, ETA_ARCHIVE, "demo-eta", ETA_VERSION)
-    write(cache / SIMPLE / "demo-eta.rkyv", "rkyv index page of demo-eta", mtime_ns=OLD)
+    make_sdist_build(cache, "demo-eta", ETA_VERSION, ETA_REV, ETA_ARCHIVE)
     # A wheel from a direct URL: keyed by URL hash, not by name.
     url_folder = cache / "wheels-v7" / "url" / "9f8e7d6c5b4a3921" / "demo-url"
     url_folder.mkdir(parents=True)
