@@ -9,15 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ci_cache import fsops
-from ci_cache.tools.base import (
-    MergeRequest,
-    MergeStats,
-    PruneReport,
-    PruneRequest,
-    SeedRequest,
-    SeedStats,
-    VerifyReport,
-)
+from ci_cache.tools import base
 
 
 def _skip(rel: str) -> bool:
@@ -48,8 +40,8 @@ class GenericTool:
     def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:
         return {k: v.replace("{dir}", str(cache_dir)) for k, v in self.env_template.items()}
 
-    def seed(self, request: SeedRequest) -> SeedStats:
-        stats = SeedStats()
+    def seed(self, request: base.SeedRequest) -> base.SeedStats:
+        stats = base.SeedStats()
         request.job.mkdir(parents=True, exist_ok=True)
         manifest: dict[str, list[int]] = {}
         link = request.link if self.seed_override is None else self.seed_override == "link"
@@ -69,8 +61,8 @@ class GenericTool:
         fsops.write_atomic(request.manifest, json.dumps(manifest).encode())
         return stats
 
-    def merge(self, request: MergeRequest) -> MergeStats:
-        stats = MergeStats()
+    def merge(self, request: base.MergeRequest) -> base.MergeStats:
+        stats = base.MergeStats()
         if self.merge_policy == "never" or not request.job.is_dir():
             return stats
         try:
@@ -91,10 +83,10 @@ class GenericTool:
                 stats.bytes += os.stat(dst).st_size
         return stats
 
-    def prune(self, request: PruneRequest) -> PruneReport:
+    def prune(self, request: base.PruneRequest) -> base.PruneReport:
         """Least recently used files first (by the later of access and modification time)."""
         now = time.time() if request.now is None else request.now
-        report = PruneReport(self.name)
+        report = base.PruneReport(self.name)
         files = []
         for _rel, entry in fsops.walk_files(request.cache):
             st = entry.stat(follow_symlinks=False)
@@ -110,9 +102,9 @@ class GenericTool:
         report.bytes_after = total
         return report
 
-    def verify(self, cache: Path) -> VerifyReport:
+    def verify(self, cache: Path) -> base.VerifyReport:
         """Nothing to check: a file is whole by the way it is written, and no file names another."""
-        return VerifyReport(cache)
+        return base.VerifyReport(cache)
 
 
 class TempTool:
@@ -125,15 +117,15 @@ class TempTool:
     def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:
         return dict.fromkeys(("TEMP", "TMP", "TMPDIR"), str(cache_dir))
 
-    def seed(self, request: SeedRequest) -> SeedStats:
+    def seed(self, request: base.SeedRequest) -> base.SeedStats:
         request.job.mkdir(parents=True, exist_ok=True)
-        return SeedStats(scope="none")
+        return base.SeedStats(scope="none")
 
-    def merge(self, request: MergeRequest) -> MergeStats:
-        return MergeStats()
+    def merge(self, request: base.MergeRequest) -> base.MergeStats:
+        return base.MergeStats()
 
-    def prune(self, request: PruneRequest) -> PruneReport:
-        return PruneReport(self.name, notes=["no shared cache: nothing to prune"])
+    def prune(self, request: base.PruneRequest) -> base.PruneReport:
+        return base.PruneReport(self.name, notes=["no shared cache: nothing to prune"])
 
-    def verify(self, cache: Path) -> VerifyReport:
-        return VerifyReport(cache)
+    def verify(self, cache: Path) -> base.VerifyReport:
+        return base.VerifyReport(cache)

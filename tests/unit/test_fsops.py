@@ -8,7 +8,7 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -31,6 +31,10 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     asked: list[float] = []
     monkeypatch.setattr(fsops, "_sleep", asked.append)
     return asked
+
+
+def no_space(*args: object, **kwargs: object) -> NoReturn:
+    raise OSError(errno.ENOSPC, "No space left on device")
 
 
 def flaky(failures: int, exc_factory: Callable[[], OSError], result: str = "done") -> Callable[[], str]:
@@ -222,10 +226,7 @@ def test_write_atomic_leaves_no_temp_file_and_the_old_content_when_the_rename_fa
     target = tmp_path / "record.json"
     target.write_bytes(b"old")
 
-    def fail(src: Path, dst: Path) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(fsops, "replace", fail)
+    monkeypatch.setattr(fsops, "replace", no_space)
     with pytest.raises(OSError, match="No space left"):
         fsops.write_atomic(target, b"new")
     assert target.read_bytes() == b"old"
@@ -292,10 +293,7 @@ def test_put_file_leaves_no_temp_file_and_the_old_content_when_the_rename_fails(
     dst = tmp_path / "dst"
     dst.write_bytes(b"old")
 
-    def fail(a: Path, b: Path) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(fsops, "replace", fail)
+    monkeypatch.setattr(fsops, "replace", no_space)
     with pytest.raises(OSError, match="No space left"):
         fsops.put_file(src, dst)
     assert dst.read_bytes() == b"old"
@@ -337,10 +335,7 @@ def test_stage_tree_that_fails_midway_leaves_nothing(tmp_path: Path, monkeypatch
     src = tree_with_a_lock(tmp_path / "src")
     dst = tmp_path / "bucket" / "entry"
 
-    def full_disk(a: Path, b: Path) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(fsops, "copy_file", full_disk)
+    monkeypatch.setattr(fsops, "copy_file", no_space)
     with pytest.raises(OSError, match="No space left"):
         fsops.stage_tree(src, dst, link=False)
     assert os.listdir(dst.parent) == []

@@ -62,13 +62,6 @@ class FakeTool:
         return VerifyReport(cache, list(self.findings), checked={"things": 2})
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "root")
-    s.ensure()
-    return s
-
-
 def test_the_tools_implement_the_protocol(store: Store) -> None:
     tools: list[CacheTool] = [factory() for factory in BUILTINS.values()]
     tools += [GenericTool("custom", {"X": "{dir}"}), FakeTool("fake", store)]

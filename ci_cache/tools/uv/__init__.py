@@ -5,15 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from ci_cache.tools.base import (
-    MergeRequest,
-    MergeStats,
-    PruneReport,
-    PruneRequest,
-    SeedRequest,
-    SeedStats,
-    VerifyReport,
-)
+from ci_cache.tools import base
 from ci_cache.tools.uv.layout import DEEPEST_SUFFIX, archive_ids, find_uv, interpreter_store
 from ci_cache.tools.uv.merge import Merger
 from ci_cache.tools.uv.prune import prune_cache
@@ -36,14 +28,14 @@ class UvTool:
             env["UV_LINK_MODE"] = link_mode
         return env
 
-    def seed(self, request: SeedRequest) -> SeedStats:
+    def seed(self, request: base.SeedRequest) -> base.SeedStats:
         return Seeder(request).run()
 
-    def merge(self, request: MergeRequest) -> MergeStats:
+    def merge(self, request: base.MergeRequest) -> base.MergeStats:
         return Merger(request).run()
 
-    def prune(self, request: PruneRequest) -> PruneReport:
+    def prune(self, request: base.PruneRequest) -> base.PruneReport:
         return prune_cache(request)
 
-    def verify(self, cache: Path) -> VerifyReport:
+    def verify(self, cache: Path) -> base.VerifyReport:
         return verify_cache(cache)
