@@ -293,11 +293,6 @@ class TreeCount:
     bytes: int = 0
     linked: int = 0
 
-    def add(self, other: TreeCount) -> None:
-        self.files += other.files
-        self.bytes += other.bytes
-        self.linked += other.linked
-
 
 def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = None,
                skip: Callable[[str], bool] | None = None) -> TreeCount:
