@@ -78,8 +78,8 @@ def diagnose(store: Store, env: Mapping[str, str], *, windows: bool) -> Diagnosi
     if uv_cache.is_dir():
         report = verify.check(UvTool(), uv_cache)
         d.add("verify", report.ok, f"shared uv cache: {report.checked.get('pointers', 0)} pointers, "
-              f"{len(report.errors)} "
-              f"error(s), {sum(f.kind == 'garbage' for f in report.findings)} leftover temp dir(s)",
+              f"{len(report.errors)} error(s), {sum(f.kind == 'garbage' for f in report.findings)} leftover "
+              "temp dir(s)",
               "run `ci-cache verify --fix`")
     av = ("exclude the root from real-time scanning, e.g. PowerShell as admin: "
           f"Add-MpPreference -ExclusionPath '{store.root}' (and the same for your EDR tool)")

@@ -358,11 +358,16 @@ def stage_tree(src: Path, dst: Path, *, link: bool, skip: Callable[[str], bool] 
     return count
 
 
-def remove_whole(path: Path) -> None:
-    """Delete a folder so that nobody ever sees half of it under its real name: renamed away, then deleted."""
+def rename_away(path: Path) -> Path:
+    """Take a folder out of the way at once: renamed to a temp name beside it, which it returns."""
     doomed = temp_sibling(path)
     replace(path, doomed)
-    rmtree(doomed)
+    return doomed
+
+
+def remove_whole(path: Path) -> None:
+    """Delete a folder so that nobody ever sees half of it under its real name: renamed away, then deleted."""
+    rmtree(rename_away(path))
 
 
 def is_lock_or_temp(name: str) -> bool:

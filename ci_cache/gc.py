@@ -100,15 +100,18 @@ class Leftover:
 
 
 @contextlib.contextmanager
-def leftover_temp_dirs(cache: Path, *, grace: float, now: float) -> Iterator[list[Leftover]]:
+def leftover_temp_dirs(cache: Path, *, grace: float, now: float,
+                       read_only: bool = False) -> Iterator[list[Leftover]]:
     """The temp dirs at a shared cache's root and one level into each bucket (where merges stage).
 
     Ours are reclaimable when nobody holds the cache's writer lock; any are once they are older than
     the grace period. The writer lock, when it was free, stays held while the block runs, so that no
-    merge starts staging meanwhile.
+    merge starts staging meanwhile. `read_only` (verify, which may look at a cache outside any root)
+    creates no lock file: where there is none yet, a writer is assumed.
     """
+    lock = write_lock_of(cache)
     try:
-        writer = osapi.try_lock(write_lock_of(cache))
+        writer = None if read_only and not lock.exists() else osapi.try_lock(lock)
     except OSError:
         writer = None  # the lock file cannot be opened here: assume a writer
     try:

@@ -18,10 +18,11 @@ from ci_cache.tools.base import CacheTool, Finding, VerifyReport
 
 def check(tool: CacheTool, cache: Path, *, grace: float = 3600.0, now: float | None = None) -> VerifyReport:
     now = time.time() if now is None else now
-    if not cache.is_dir():
-        return VerifyReport(cache, [Finding("error", str(cache), "no cache here")])
     report = tool.verify(cache)
-    with gc.leftover_temp_dirs(cache, grace=grace, now=now) as leftovers:
+    if not cache.is_dir():
+        report.findings.append(Finding("error", str(cache), "no cache here"))
+        return report
+    with gc.leftover_temp_dirs(cache, grace=grace, now=now, read_only=True) as leftovers:
         for leftover in leftovers:
             report.findings.append(Finding(
                 "garbage", os.path.relpath(leftover.path, cache),

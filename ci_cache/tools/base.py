@@ -126,5 +126,6 @@ class CacheTool(Protocol):
         ...
 
     def verify(self, cache: Path) -> VerifyReport:
-        """Check the cache's own invariants; each finding lists what fixing it removes."""
+        """Check the cache's own invariants (a missing cache is an empty one); each finding lists what
+        fixing it removes."""
         ...

@@ -187,15 +187,24 @@ def temp_dir(cache: Path, rel: str, *, age: float) -> Path:
     return path
 
 
-def test_verify_of_a_missing_cache_is_an_error(store: Store) -> None:
+def test_verify_of_a_missing_cache_is_an_error_and_creates_nothing(store: Store) -> None:
+    before = sorted(os.listdir(store.shared_dir))
     report = verify.check(FakeTool("x", store), store.shared_cache("x"), now=NOW)
     assert not report.ok
     assert [(f.kind, f.problem) for f in report.findings] == [("error", "no cache here")]
+    assert sorted(os.listdir(store.shared_dir)) == before
+    uv_report = verify.check(BUILTINS["uv"](), store.shared_cache("uv"), now=NOW)
+    assert verify.render(uv_report).splitlines() == [
+        f"{store.shared_cache('uv')}: 0 pointers, 0 archives checked",
+        f"  error: {store.shared_cache('uv')}: no cache here",
+        "  1 error(s); `ci-cache verify --fix` repairs them",
+    ]
 
 
 def test_verify_adds_leftover_temp_dirs_to_the_tools_findings(store: Store) -> None:
     tool = FakeTool("pip", store, findings=[Finding("error", "a/b", "broken", [Path("a/b")])])
     cache = store.shared_cache("pip")
+    store.write_lock("pip").touch()  # a merge ran here once
     ours = temp_dir(cache, f"{fsops.TEMP_PREFIX}1-abc", age=5)
     tools_young = temp_dir(cache, "bucket/.tmpYoung", age=5)
     tools_old = temp_dir(cache, "bucket/.tmpOld", age=GRACE * 2)
@@ -224,6 +233,15 @@ def test_verify_keeps_young_staging_dirs_while_a_writer_holds_the_lock(store: St
     [finding] = report.findings
     assert finding.fix == [] and report.ok
     assert ours.exists()
+
+
+def test_verify_creates_no_lock_file_and_then_cannot_know_that_nobody_writes(tmp_path: Path) -> None:
+    cache = tmp_path / "someones-uv-cache"
+    ours = temp_dir(cache, f"{fsops.TEMP_PREFIX}4-bbb", age=5)
+    old = temp_dir(cache, ".tmpOld", age=GRACE * 2)
+    report = verify.check(GenericTool("pip", {}), cache, grace=GRACE, now=NOW)
+    assert {f.path: f.fix for f in report.findings} == {ours.name: [], old.name: [old]}
+    assert sorted(os.listdir(tmp_path)) == ["someones-uv-cache"]
 
 
 def test_leftover_temp_dirs_holds_the_writer_lock_while_the_block_runs(store: Store) -> None:

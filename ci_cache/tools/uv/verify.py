@@ -28,10 +28,10 @@ from ci_cache.tools.uv.layout import (
 
 
 def verify_cache(cache: Path) -> VerifyReport:
-    """Check every pointer and link of the uv cache at `cache` (which exists)."""
+    """Check every pointer and link of the uv cache at `cache`."""
     report = VerifyReport(cache, checked={"pointers": 0, "archives": 0})
     versions: dict[str, list[str]] = defaultdict(list)
-    for bucket in sorted(os.listdir(cache)):
+    for bucket in sorted(os.listdir(cache)) if cache.is_dir() else []:
         family = bucket_family(bucket)
         if family:
             versions[family].append(bucket)
