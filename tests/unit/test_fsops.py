@@ -341,6 +341,13 @@ def test_stage_tree_that_fails_midway_leaves_nothing(tmp_path: Path, monkeypatch
     assert os.listdir(dst.parent) == []
 
 
+def test_rename_away_moves_a_folder_to_a_temp_name_beside_it(tmp_path: Path) -> None:
+    folder = tree_with_a_lock(tmp_path / "entry")
+    moved = fsops.rename_away(folder)
+    assert not folder.exists() and moved.parent == tmp_path and fsops.is_temp_name(moved.name)
+    assert (moved / "pkg" / "x.lock").is_file()
+
+
 def test_remove_whole_renames_away_before_deleting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tree_with_a_lock(tmp_path / "entry")
     seen: list[str] = []
