@@ -14,9 +14,7 @@ from ci_cache.tools import base
 
 def _skip(rel: str) -> bool:
     name = rel.rsplit("/", 1)[-1]
-    return fsops.is_temp_name(name) or name.endswith(".lock") or any(
-        fsops.is_temp_name(part) for part in rel.split("/")
-    )
+    return fsops.is_lock_or_temp(name) or any(fsops.is_temp_name(part) for part in rel.split("/"))
 
 
 class GenericTool:
@@ -108,7 +106,8 @@ class GenericTool:
 
 
 class TempTool:
-    """TEMP, TMP and TMPDIR: a private temp dir per job. Nothing to seed, nothing to merge."""
+    """TEMP, TMP and TMPDIR: a private temp dir per job, and no shared cache to seed from, merge into,
+    prune or verify."""
 
     name = "temp"
     commands: tuple[str, ...] = ()
