@@ -17,6 +17,7 @@ from ci_cache.tools.base import CacheTool, Finding, VerifyReport
 
 
 def check(tool: CacheTool, cache: Path, *, grace: float = 3600.0, now: float | None = None) -> VerifyReport:
+    """The tool's findings about `cache`, then its leftover temp dirs (reclaimable ones listed to fix)."""
     now = time.time() if now is None else now
     report = tool.verify(cache)
     if not cache.is_dir():
