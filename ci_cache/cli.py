@@ -353,14 +353,16 @@ def cmd_gc(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ci_cache import verify
     from ci_cache.store import Store
+    from ci_cache.tools import BUILTINS
 
     cfg = load_config(args, env).config
     cache = Path(args.path) if args.path else Store(resolve_root(cfg, env)).shared_cache("uv")
-    report = verify.check(cache, grace=cfg.gc.grace)
+    uv = BUILTINS["uv"]()
+    report = verify.check(uv, cache, grace=cfg.gc.grace)
     if args.fix:
         removed = verify.fix(report)
         log.info(f"verify --fix: removed {removed} broken or leftover item(s)")
-        report = verify.check(cache, grace=cfg.gc.grace)
+        report = verify.check(uv, cache, grace=cfg.gc.grace)
     if args.json:
         print(json.dumps({"cache": str(cache), "ok": report.ok, "findings": [
             {"kind": f.kind, "path": f.path, "problem": f.problem} for f in report.findings]}, indent=2))
@@ -375,14 +377,14 @@ def cmd_verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_prune(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ci_cache import prune
     from ci_cache.store import Store
+    from ci_cache.tools import from_config
 
     cfg = load_config(args, env).config
     max_size = config.parse_size(args.max_size) if args.max_size else cfg.prune.max_size
     max_age = config.parse_duration(args.max_age) if args.max_age else cfg.prune.max_age
     store = Store(resolve_root(cfg, env))
-    reports = prune.prune_store(store.shared_dir, [t for t in cfg.tool_names() if t != "temp"],
-                                max_size=max_size, max_age=max_age,
-                                uv_ci=cfg.prune.uv_ci if args.ci is None else args.ci, env=env,
+    reports = prune.prune_store(store, from_config(cfg), max_size=max_size, max_age=max_age,
+                                ci=cfg.prune.uv_ci if args.ci is None else args.ci, env=env,
                                 lock_timeout=cfg.lock_timeout)
     if args.json:
         print(json.dumps([r.__dict__ for r in reports], indent=2))

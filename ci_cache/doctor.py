@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,10 +9,9 @@ from dataclasses import dataclass, field
 from ci_cache import fsops, osapi, status, verify
 from ci_cache.errors import CiCacheError
 from ci_cache.store import Store
+from ci_cache.tools.uv import DEEPEST_SUFFIX, UvTool, find_uv
 
 LOW_DISK_BYTES = 2 * 1024**3
-# The deepest path uv makes below its cache root, roughly: a wheels pointer of a long project name.
-UV_DEEPEST_SUFFIX = 170
 
 
 @dataclass
@@ -47,7 +45,7 @@ def diagnose(store: Store, env: Mapping[str, str], *, windows: bool) -> Diagnosi
     free = fsops.disk_free(store.root)
     d.add("disk", free >= LOW_DISK_BYTES, f"{free / 2**30:.1f} GiB free under {store.root}",
           "free some space, or bound the caches: `ci-cache prune --max-size 20GB`")
-    longest = len(str(store.jobs_dir / "j0123456789a" / "uv")) + UV_DEEPEST_SUFFIX
+    longest = len(str(store.jobs_dir / "j0123456789a" / "uv")) + DEEPEST_SUFFIX
     long_ok = osapi.long_paths_enabled()
     if windows:
         fits = longest < osapi.MAX_PATH or bool(long_ok)
@@ -57,7 +55,7 @@ def diagnose(store: Store, env: Mapping[str, str], *, windows: bool) -> Diagnosi
               "such as C:\\cc")
     else:
         d.add("paths", True, f"deepest cache path about {longest} characters (no MAX_PATH limit here)")
-    uv = shutil.which("uv", path=env.get("PATH"))
+    uv = find_uv(env)
     if uv:
         proc = subprocess.run([uv, "--version"], capture_output=True, text=True, check=False)
         d.add("uv", proc.returncode == 0, f"{uv}: {proc.stdout.strip() or proc.stderr.strip()}")
@@ -78,9 +76,10 @@ def diagnose(store: Store, env: Mapping[str, str], *, windows: bool) -> Diagnosi
           "run `ci-cache gc` to reclaim the stale ones")
     uv_cache = store.shared_cache("uv")
     if uv_cache.is_dir():
-        report = verify.check(uv_cache)
-        d.add("verify", report.ok, f"shared uv cache: {report.checked_pointers} pointers, {len(report.errors)} "
-              f"error(s), {sum(f.kind == 'garbage' for f in report.findings)} leftover temp dir(s)",
+        report = verify.check(UvTool(), uv_cache)
+        d.add("verify", report.ok, f"shared uv cache: {report.checked.get('pointers', 0)} pointers, "
+              f"{len(report.errors)} error(s), {sum(f.kind == 'garbage' for f in report.findings)} leftover "
+              "temp dir(s)",
               "run `ci-cache verify --fix`")
     av = ("exclude the root from real-time scanning, e.g. PowerShell as admin: "
           f"Add-MpPreference -ExclusionPath '{store.root}' (and the same for your EDR tool)")

@@ -264,6 +264,27 @@ def link_or_copy(src: Path, dst: Path, *, link: bool) -> bool:
     return False
 
 
+def put_file(src: Path, dst: Path, *, overwrite: bool = True,
+             link_text: Callable[[str], str] | None = None) -> bool:
+    """Copy one file, or recreate one symlink, at `dst` atomically: made under a temp name beside it, then
+    renamed in. `overwrite=False` keeps an existing `dst` and returns False. `link_text` rewrites the text
+    of a symlink (a cache's absolute links name their own cache)."""
+    tmp = temp_sibling(dst)
+    try:
+        if os.path.islink(_p(src)):
+            text = os.readlink(_p(src))
+            os.symlink(link_text(text) if link_text else text, _p(tmp))
+        else:
+            copy_file(src, tmp)
+        if not overwrite:
+            return rename_new(tmp, dst)
+        replace(tmp, dst)
+        return True
+    finally:
+        if os.path.lexists(_p(tmp)):
+            unlink(tmp)
+
+
 @dataclass
 class TreeCount:
     """Files made, bytes written (copies only: a hardlink takes no space), files linked."""
@@ -271,11 +292,6 @@ class TreeCount:
     files: int = 0
     bytes: int = 0
     linked: int = 0
-
-    def add(self, other: TreeCount) -> None:
-        self.files += other.files
-        self.bytes += other.bytes
-        self.linked += other.linked
 
 
 def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = None,
@@ -321,6 +337,37 @@ def _try_link(src: str, dst: str) -> bool:
         if cannot_link or osapi.is_transient_error(exc):
             return False
         raise
+
+
+def stage_tree(src: Path, dst: Path, *, link: bool, skip: Callable[[str], bool] | None = None,
+               prepare: Callable[[Path], None] | None = None) -> TreeCount | None:
+    """Copy (or link) the tree `src` under a temp name beside `dst`, then rename it in whole: readers see
+    all of it or nothing. `prepare` may change the staged copy before it goes in. None when `dst`
+    appeared meanwhile (a concurrent writer won; its copy is as good as ours)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(dst)
+    try:
+        count = clone_tree(src, tmp, link=link, skip=skip)
+        if prepare is not None:
+            prepare(tmp)
+        if not rename_new(tmp, dst):
+            return None
+    finally:
+        if os.path.lexists(_p(tmp)):
+            rmtree(tmp)
+    return count
+
+
+def rename_away(path: Path) -> Path:
+    """Take a folder out of the way at once: renamed to a temp name beside it, which it returns."""
+    doomed = temp_sibling(path)
+    replace(path, doomed)
+    return doomed
+
+
+def remove_whole(path: Path) -> None:
+    """Delete a folder so that nobody ever sees half of it under its real name: renamed away, then deleted."""
+    rmtree(rename_away(path))
 
 
 def is_lock_or_temp(name: str) -> bool:
@@ -369,13 +416,3 @@ def disk_free(path: Path) -> int:
         probe = probe.parent
     return shutil.disk_usage(_p(probe)).free
 
-
-def make_writable_tree(path: Path) -> None:
-    """Clear read-only bits below `path` (what Windows needs before a delete)."""
-    for dirpath, dirs, files in os.walk(_tree_top(path), followlinks=False):
-        for name in dirs + files:
-            full = os.path.join(dirpath, name)
-            with contextlib.suppress(OSError):
-                mode = os.lstat(full).st_mode
-                if not stat.S_ISLNK(mode) and not mode & stat.S_IWUSR:
-                    os.chmod(full, mode | stat.S_IWUSR)

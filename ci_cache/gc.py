@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ci_cache import fsops, lease, log, osapi
-from ci_cache.store import Store
+from ci_cache.store import Store, write_lock_of
 
 
 @dataclass
@@ -80,29 +82,52 @@ def reclaim_trash(store: Store, *, now: float) -> list[str]:
 
 
 def reclaim_temp_dirs(store: Store, *, grace: float, now: float) -> list[str]:
-    """Temp dirs of interrupted merges (ours) and of killed tool processes (uv's `.tmp<random>`).
-
-    Ours are reclaimed at once when nobody holds the cache's writer lock; any are reclaimed once
-    they are older than the grace period.
-    """
+    """Temp dirs of interrupted merges (ours) and of killed tool processes (uv's `.tmp<random>`)."""
     reclaimed: list[str] = []
     for tool in store.shared_tools():
-        writer = osapi.try_lock(store.write_lock(tool))
-        try:
-            for temp in _temp_dirs(store.shared_cache(tool)):
-                ours = temp.name.startswith(fsops.TEMP_PREFIX)
-                old = now - os.lstat(temp).st_mtime >= grace
-                if (ours and writer is not None) or old:
-                    fsops.rmtree(temp)
-                    reclaimed.append(str(temp))
-        finally:
-            if writer is not None:
-                writer.release()
+        with leftover_temp_dirs(store.shared_cache(tool), grace=grace, now=now) as leftovers:
+            for leftover in leftovers:
+                if leftover.reclaimable:
+                    fsops.rmtree(leftover.path)
+                    reclaimed.append(str(leftover.path))
     return reclaimed
 
 
+@dataclass(frozen=True)
+class Leftover:
+    path: Path
+    reclaimable: bool  # nobody can be writing it
+
+
+@contextlib.contextmanager
+def leftover_temp_dirs(cache: Path, *, grace: float, now: float,
+                       read_only: bool = False) -> Iterator[list[Leftover]]:
+    """The temp dirs at a shared cache's root and one level into each bucket (where merges stage).
+
+    Ours are reclaimable when nobody holds the cache's writer lock; any are once they are older than
+    the grace period. The writer lock, when it was free, stays held while the block runs, so that no
+    merge starts staging meanwhile. `read_only` (verify, which may look at a cache outside any root)
+    creates no lock file: where there is none yet, a writer is assumed.
+    """
+    lock = write_lock_of(cache)
+    try:
+        writer = None if read_only and not lock.exists() else osapi.try_lock(lock)
+    except OSError:
+        writer = None  # the lock file cannot be opened here: assume a writer
+    try:
+        found = []
+        for path in _temp_dirs(cache):
+            ours = path.name.startswith(fsops.TEMP_PREFIX)
+            old = now - os.lstat(path).st_mtime >= grace
+            found.append(Leftover(path, (ours and writer is not None) or old))
+        yield found
+    finally:
+        if writer is not None:
+            writer.release()
+
+
 def _temp_dirs(cache: Path) -> list[Path]:
-    """`.tmp*` entries at the cache root and one level into each bucket (where merges stage)."""
+    """`.tmp*` entries at the cache root and one level into each bucket."""
     found: list[Path] = []
     try:
         top = list(os.scandir(cache))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,14 +22,6 @@ def normalize(name: str) -> str:
 class KeyFiles:
     files: tuple[Path, ...]
     packages: frozenset[str] | None  # None when a file could not be read for names
-
-    def digest(self) -> str:
-        """A hash of the files' contents (for remote cache keys)."""
-        h = hashlib.sha256()
-        for path in self.files:
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
-        return h.hexdigest()[:16]
 
 
 def find(patterns: Sequence[str], base: Path) -> list[Path]:

@@ -21,9 +21,6 @@ WINERROR_SHARING_VIOLATION = 32
 WINERROR_LOCK_VIOLATION = 33
 TRANSIENT_WINERRORS = frozenset({WINERROR_ACCESS_DENIED, WINERROR_SHARING_VIOLATION, WINERROR_LOCK_VIOLATION})
 
-# Names of the env vars that point programs at a temp dir.
-TEMP_VARS = ("TEMP", "TMP", "TMPDIR")
-
 # Windows' MAX_PATH, counting the terminating NUL.
 MAX_PATH = 260
 

@@ -323,9 +323,9 @@ def _prune_if_over(ctx: Context, result: FinishResult) -> None:
         return
     started = time.monotonic()
     try:
-        reports = prune.prune_store(ctx.store.shared_dir, list(result.merged), max_size=bounds.max_size,
-                                    max_age=bounds.max_age, uv_ci=bounds.uv_ci, env=ctx.env,
-                                    lock_timeout=ctx.config.lock_timeout)
+        merged = [t for t in from_config(ctx.config) if t.name in result.merged]
+        reports = prune.prune_store(ctx.store, merged, max_size=bounds.max_size, max_age=bounds.max_age,
+                                    ci=bounds.uv_ci, env=ctx.env, lock_timeout=ctx.config.lock_timeout)
     except (OSError, CiCacheError) as exc:
         message = f"prune after the merge failed ({exc}); the shared cache is valid, only not bounded"
         log.warn(message)

@@ -18,6 +18,17 @@ CACHEDIR_TAG = (
 )
 
 
+def beside(cache: Path, what: str) -> Path:
+    """A file or folder kept beside a shared cache, never inside it; the dot in its name keeps it out of
+    `Store.shared_tools()`."""
+    return cache.parent / f"{cache.name}.{what}"
+
+
+def write_lock_of(cache: Path) -> Path:
+    """ci-cache's own lock for writers of the shared cache at `cache` (merges, shared-mode commands)."""
+    return beside(cache, "write.lock")
+
+
 @dataclass(frozen=True)
 class Store:
     """The layout of one ci-cache root.
@@ -48,8 +59,7 @@ class Store:
         return sorted(n for n in names if "." not in n and (self.shared_dir / n).is_dir())
 
     def write_lock(self, tool: str) -> Path:
-        """ci-cache's own lock for writers of a shared cache (merges, shared-mode commands)."""
-        return self.shared_dir / f"{tool}.write.lock"
+        return write_lock_of(self.shared_cache(tool))
 
     def job_dir(self, key: str) -> Path:
         return self.jobs_dir / key

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from ci_cache import fsops
-from ci_cache.tools.base import MergeRequest, MergeStats, SeedRequest, SeedStats
+from ci_cache.tools import base
 
 
 def _skip(rel: str) -> bool:
     name = rel.rsplit("/", 1)[-1]
-    return fsops.is_temp_name(name) or name.endswith(".lock") or any(
-        fsops.is_temp_name(part) for part in rel.split("/")
-    )
+    return fsops.is_lock_or_temp(name) or any(fsops.is_temp_name(part) for part in rel.split("/"))
 
 
 class GenericTool:
     """A cache whose files are never rewritten in place once written (pip's are, by temp + rename).
 
     Seeding links or copies every file; merging adds the files the job created that the shared cache
-    lacks, each one atomically. Nothing is ever replaced or deleted in the shared cache.
+    lacks, each one atomically. Nothing is ever replaced in the shared cache; only prune deletes, file by
+    file, least recently used first.
     """
 
     has_shared_cache = True
@@ -38,8 +38,8 @@ class GenericTool:
     def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:
         return {k: v.replace("{dir}", str(cache_dir)) for k, v in self.env_template.items()}
 
-    def seed(self, request: SeedRequest) -> SeedStats:
-        stats = SeedStats()
+    def seed(self, request: base.SeedRequest) -> base.SeedStats:
+        stats = base.SeedStats()
         request.job.mkdir(parents=True, exist_ok=True)
         manifest: dict[str, list[int]] = {}
         link = request.link if self.seed_override is None else self.seed_override == "link"
@@ -59,8 +59,8 @@ class GenericTool:
         fsops.write_atomic(request.manifest, json.dumps(manifest).encode())
         return stats
 
-    def merge(self, request: MergeRequest) -> MergeStats:
-        stats = MergeStats()
+    def merge(self, request: base.MergeRequest) -> base.MergeStats:
+        stats = base.MergeStats()
         if self.merge_policy == "never" or not request.job.is_dir():
             return stats
         try:
@@ -75,21 +75,39 @@ class GenericTool:
                 stats.kept_existing += 1
                 continue
             dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = fsops.temp_sibling(dst)
-            try:
-                fsops.copy_file(Path(entry.path), tmp)
-                if fsops.rename_new(tmp, dst):
-                    stats.files += 1
-                    stats.entries += 1
-                    stats.bytes += os.stat(dst).st_size
-            finally:
-                if tmp.exists():
-                    fsops.unlink(tmp)
+            if fsops.put_file(Path(entry.path), dst, overwrite=False):
+                stats.files += 1
+                stats.entries += 1
+                stats.bytes += os.stat(dst).st_size
         return stats
+
+    def prune(self, request: base.PruneRequest) -> base.PruneReport:
+        """Least recently used files first (by the later of access and modification time)."""
+        now = time.time() if request.now is None else request.now
+        report = base.PruneReport(self.name)
+        files = []
+        for _rel, entry in fsops.walk_files(request.cache):
+            st = entry.stat(follow_symlinks=False)
+            files.append((max(st.st_atime, st.st_mtime), st.st_size, Path(entry.path)))
+        total = sum(size for _, size, _ in files)
+        report.bytes_before = total
+        for used, size, path in sorted(files):
+            too_old = request.max_age is not None and now - used > request.max_age
+            if too_old or (request.max_size is not None and total > request.max_size):
+                fsops.unlink(path)
+                total -= size
+                report.evicted_files += 1
+        report.bytes_after = total
+        return report
+
+    def verify(self, cache: Path) -> base.VerifyReport:
+        """Nothing to check: a file is whole by the way it is written, and no file names another."""
+        return base.VerifyReport(cache)
 
 
 class TempTool:
-    """TEMP, TMP and TMPDIR: a private temp dir per job. Nothing to seed, nothing to merge."""
+    """TEMP, TMP and TMPDIR: a private temp dir per job, and no shared cache to seed from, merge into,
+    prune or verify."""
 
     name = "temp"
     commands: tuple[str, ...] = ()
@@ -98,9 +116,15 @@ class TempTool:
     def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:
         return dict.fromkeys(("TEMP", "TMP", "TMPDIR"), str(cache_dir))
 
-    def seed(self, request: SeedRequest) -> SeedStats:
+    def seed(self, request: base.SeedRequest) -> base.SeedStats:
         request.job.mkdir(parents=True, exist_ok=True)
-        return SeedStats(scope="none")
+        return base.SeedStats(scope="none")
 
-    def merge(self, request: MergeRequest) -> MergeStats:
-        return MergeStats()
+    def merge(self, request: base.MergeRequest) -> base.MergeStats:
+        return base.MergeStats()
+
+    def prune(self, request: base.PruneRequest) -> base.PruneReport:
+        return base.PruneReport(self.name, notes=["no shared cache: nothing to prune"])
+
+    def verify(self, cache: Path) -> base.VerifyReport:
+        return base.VerifyReport(cache)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ci_cache import verify
+from ci_cache.tools.uv import UvTool
 from ci_cache_index import IndexServer, build_index, demo_specs, scale_specs
 from tests.integration.uvjobs import UV, Lab, offline_install, tree_digest
 
@@ -75,7 +76,7 @@ def _prepared_job(lab: Lab, name: str, template: Path) -> dict[str, str]:
 
 
 def _assert_valid(lab: Lab, packages: list[str]) -> None:
-    report = verify.check(lab.shared_uv)
+    report = verify.check(UvTool(), lab.shared_uv)
     assert report.ok, verify.render(report)
     offline = offline_install(lab, packages, lab.shared_uv)
     assert offline.returncode == 0, offline.stdout + offline.stderr
@@ -165,7 +166,7 @@ def test_full_disk_during_merge_leaves_shared_cache_and_exit_code_alone(lab: Lab
     after = tree_digest(lab.shared_uv)
     assert {k: v for k, v in after.items() if not k.endswith(".lock")} == {
         k: v for k, v in before.items() if not k.endswith(".lock")}
-    assert verify.check(lab.shared_uv).ok
+    assert verify.check(UvTool(), lab.shared_uv).ok
 
 
 def test_a_failed_seed_runs_the_job_cold_and_strict_makes_it_fatal(lab: Lab) -> None:
@@ -174,10 +175,10 @@ def test_a_failed_seed_runs_the_job_cold_and_strict_makes_it_fatal(lab: Lab) -> 
     shim.mkdir()
     (shim / "sitecustomize.py").write_text(
         "import errno, os\n"
-        "from ci_cache.tools import uv\n"
+        "from ci_cache.tools.uv import seed\n"
         "def broken(self):\n"
         "    raise OSError(errno.EACCES, 'Permission denied', 'archive-v0')\n"
-        "uv._Seeder.run = broken\n"
+        "seed.Seeder.run = broken\n"
     )
     env = lab.env(PYTHONPATH=str(shim))
     code = "import os; print(os.listdir(os.environ['UV_CACHE_DIR']))"

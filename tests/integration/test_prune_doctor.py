@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ci_cache import fsops, verify
+from ci_cache.tools.uv import UvTool
 from ci_cache_index import IndexServer, build_index, scale_specs
 from tests.integration.uvjobs import UV, Lab, offline_install
 
@@ -41,7 +42,7 @@ def test_prune_keeps_the_cache_under_the_bound_and_valid(lab: Lab) -> None:
     report = json.loads(proc.stdout)[0]
     assert report["evicted_entries"] > 0
     assert fsops.tree_size(lab.shared_uv)[1] <= bound
-    check = verify.check(lab.shared_uv)
+    check = verify.check(UvTool(), lab.shared_uv)
     assert check.ok, verify.render(check)
     # The least recently used went first: what jobs used last still installs offline.
     offline = offline_install(lab, RECENT[-2:], lab.shared_uv)
@@ -55,7 +56,7 @@ def test_prune_by_age_evicts_everything_old(lab: Lab) -> None:
     proc = lab.cli("prune", "--max-age", "30d")
     assert proc.returncode == 0, proc.stderr
     assert [p for p in (lab.shared_uv / "archive-v0").iterdir() if not p.name.startswith(".tmp")] == []
-    assert verify.check(lab.shared_uv).ok
+    assert verify.check(UvTool(), lab.shared_uv).ok
 
 
 def test_verify_finds_and_fixes_only_what_is_broken(lab: Lab) -> None:
@@ -106,4 +107,4 @@ def test_prune_on_finish_bounds_the_cache_after_a_merge(lab: Lab) -> None:
     summary = lab.summary("big")
     assert "prune" in summary["phases"]
     assert fsops.tree_size(lab.shared_uv)[1] <= 200_000
-    assert verify.check(lab.shared_uv).ok
+    assert verify.check(UvTool(), lab.shared_uv).ok

@@ -8,7 +8,7 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -31,6 +31,10 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     asked: list[float] = []
     monkeypatch.setattr(fsops, "_sleep", asked.append)
     return asked
+
+
+def no_space(*args: object, **kwargs: object) -> NoReturn:
+    raise OSError(errno.ENOSPC, "No space left on device")
 
 
 def flaky(failures: int, exc_factory: Callable[[], OSError], result: str = "done") -> Callable[[], str]:
@@ -170,8 +174,8 @@ def test_rmtree_removes_read_only_files_and_dirs(tmp_path: Path) -> None:
         fsops.rmtree(tree)
     finally:
         if tree.exists():  # leave nothing pytest cannot clean
-            fsops.make_writable_tree(tree)
-            os.chmod(tree / "ro-dir", 0o755)
+            for dirpath, _dirs, _files in os.walk(tree):
+                os.chmod(dirpath, 0o755)
     assert not tree.exists()
 
 
@@ -222,10 +226,7 @@ def test_write_atomic_leaves_no_temp_file_and_the_old_content_when_the_rename_fa
     target = tmp_path / "record.json"
     target.write_bytes(b"old")
 
-    def fail(src: Path, dst: Path) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(fsops, "replace", fail)
+    monkeypatch.setattr(fsops, "replace", no_space)
     with pytest.raises(OSError, match="No space left"):
         fsops.write_atomic(target, b"new")
     assert target.read_bytes() == b"old"
@@ -251,6 +252,115 @@ def test_write_atomic_cleans_up_on_keyboard_interrupt(tmp_path: Path, monkeypatc
     monkeypatch.setattr(fsops, "replace", interrupt)
     with pytest.raises(KeyboardInterrupt):
         fsops.write_atomic(tmp_path / "x", b"data")
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# put_file, stage_tree, remove_whole: whole files and folders, or nothing.
+
+
+def test_put_file_replaces_or_keeps_the_target(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(b"new")
+    dst = tmp_path / "out" / "dst"
+    dst.parent.mkdir()
+    assert fsops.put_file(src, dst)
+    assert dst.read_bytes() == b"new"
+    src.write_bytes(b"newer")
+    assert not fsops.put_file(src, dst, overwrite=False)
+    assert dst.read_bytes() == b"new"
+    assert fsops.put_file(src, dst)
+    assert dst.read_bytes() == b"newer"
+    assert os.listdir(dst.parent) == ["dst"]
+
+
+@needs_symlinks
+def test_put_file_recreates_a_symlink_with_rewritten_text(tmp_path: Path) -> None:
+    src = tmp_path / "link"
+    os.symlink("/old/root/archive-v0/abc", src)
+    dst = tmp_path / "copy"
+    fsops.put_file(src, dst, link_text=lambda text: text.replace("/old/root", "/new/root"))
+    assert os.readlink(dst) == "/new/root/archive-v0/abc"
+    fsops.put_file(src, tmp_path / "verbatim")
+    assert os.readlink(tmp_path / "verbatim") == "/old/root/archive-v0/abc"
+
+
+def test_put_file_leaves_no_temp_file_and_the_old_content_when_the_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(b"new")
+    dst = tmp_path / "dst"
+    dst.write_bytes(b"old")
+
+    monkeypatch.setattr(fsops, "replace", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        fsops.put_file(src, dst)
+    assert dst.read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["dst", "src"]
+
+
+def tree_with_a_lock(top: Path) -> Path:
+    make_tree(top)
+    (top / "pkg" / "x.lock").write_text("")
+    return top
+
+
+def test_stage_tree_renames_the_whole_tree_in(tmp_path: Path) -> None:
+    src = tree_with_a_lock(tmp_path / "src")
+    dst = tmp_path / "bucket" / "entry"
+    prepared: list[Path] = []
+    count = fsops.stage_tree(src, dst, link=False, skip=lambda name: name.endswith(".lock"),
+                             prepare=prepared.append)
+    assert count is not None and count.files == 3 and count.linked == 0
+    assert count.bytes == sum(os.path.getsize(src / rel) for rel in ("pkg/__init__.py", "pkg/sub/data.bin",
+                                                                     "pkg-1.0.dist-info/RECORD"))
+    assert (dst / "pkg" / "sub" / "data.bin").read_bytes() == (src / "pkg" / "sub" / "data.bin").read_bytes()
+    assert not (dst / "pkg" / "x.lock").exists()
+    assert len(prepared) == 1 and prepared[0].parent == dst.parent and prepared[0].name.startswith(".tmp")
+    assert os.listdir(dst.parent) == ["entry"]
+
+
+def test_stage_tree_keeps_what_a_concurrent_writer_put_there(tmp_path: Path) -> None:
+    src = tree_with_a_lock(tmp_path / "src")
+    dst = tmp_path / "bucket" / "entry"
+    (dst / "theirs").mkdir(parents=True)
+    (dst / "theirs" / "t.py").write_text("theirs")
+    assert fsops.stage_tree(src, dst, link=True) is None
+    assert os.listdir(dst) == ["theirs"]
+    assert os.listdir(dst.parent) == ["entry"]
+
+
+def test_stage_tree_that_fails_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tree_with_a_lock(tmp_path / "src")
+    dst = tmp_path / "bucket" / "entry"
+
+    monkeypatch.setattr(fsops, "copy_file", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        fsops.stage_tree(src, dst, link=False)
+    assert os.listdir(dst.parent) == []
+
+
+def test_rename_away_moves_a_folder_to_a_temp_name_beside_it(tmp_path: Path) -> None:
+    folder = tree_with_a_lock(tmp_path / "entry")
+    moved = fsops.rename_away(folder)
+    assert not folder.exists() and moved.parent == tmp_path and fsops.is_temp_name(moved.name)
+    assert (moved / "pkg" / "x.lock").is_file()
+
+
+def test_remove_whole_renames_away_before_deleting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tree_with_a_lock(tmp_path / "entry")
+    seen: list[str] = []
+    real_rmtree = fsops.rmtree
+
+    def rmtree(path: Path) -> None:
+        seen.append(path.name)
+        assert not folder.exists()  # by the time anything is deleted, the real name is gone
+        real_rmtree(path)
+
+    monkeypatch.setattr(fsops, "rmtree", rmtree)
+    fsops.remove_whole(folder)
+    assert seen and seen[0].startswith(fsops.TEMP_PREFIX)
     assert os.listdir(tmp_path) == []
 
 

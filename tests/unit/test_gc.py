@@ -37,13 +37,6 @@ def make_job(store: Store, key: str, *, age_seconds: float, with_lease: bool = T
         age(path, age_seconds)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "root")
-    s.ensure()
-    return s
-
-
 def test_a_dead_job_older_than_the_grace_period_is_reclaimed(store: Store) -> None:
     make_job(store, "jdead0000001", age_seconds=GRACE * 2)
     report = gc.collect(store, grace=GRACE, now=NOW)

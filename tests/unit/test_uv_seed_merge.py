@@ -1,181 +1,50 @@
-"""ci_cache.tools.uv: seeding a job's cache and merging it back, on synthetic uv-shaped caches.
-
-The trees below copy the shapes uv 0.13.8 writes (checked against a real cache built from the local
-index): `archive-v0/<id>/` unpacked wheels; `wheels-v7/index/<hash>/<name>/<key>` groups of a relative
-symlink, `.http`, `.msgpack` and `.lock`; `sdists-v10/index/<hash>/<name>/<version>/` with
-`revision.http` and a revision folder; `simple-v27/index/<hash>/<name>.rkyv`; plus the buckets and
-files that must never travel (builds, environments, interpreter, temp dirs, locks, root markers).
-"""
+"""ci_cache.tools.uv: seeding a job's cache and merging it back, on synthetic uv-shaped caches (uvcache)."""
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
-import stat
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from ci_cache import fsops, osapi
 from ci_cache.errors import LockTimeout
-from ci_cache.tools import uv as uvtool
-from ci_cache.tools.base import MergeRequest, MergeStats, SeedRequest, SeedStats
-from ci_cache.tools.uv import UvTool, archive_id_of_link, bucket_kind
+from ci_cache.tools.base import SeedRequest
+from ci_cache.tools.uv import UvTool, interpreter_store
+from ci_cache.tools.uv import layout as uvlayout
+from ci_cache.tools.uv import merge as uvmerge
+from ci_cache.tools.uv.layout import archive_id_of_link
+from tests.unit.uvcache import (
+    ALPHA,
+    BETA,
+    DELTA,
+    ENV_ONLY,
+    ETA_ARCHIVE,
+    ETA_REV,
+    ETA_VERSION,
+    GAMMA,
+    OLD,
+    SDISTS,
+    SIMPLE,
+    URL_ARCHIVE,
+    WHEELS,
+    ZETA,
+    Caches,
+    Pkg,
+    archive_files,
+    make_archive,
+    make_shared,
+    make_wheel_group,
+    mkparent,
+    same_file,
+    snapshot,
+    temp_entries,
+    write,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the synthetic caches use POSIX symlinks")
-
-INDEX = "4136eb8a3736e71d"
-WHEELS = f"wheels-v7/index/{INDEX}"
-SDISTS = f"sdists-v10/index/{INDEX}"
-SIMPLE = f"simple-v27/index/{INDEX}"
-OLD = 1_600_000_000_000_000_000  # an mtime in the past, in ns
-
-
-@dataclass(frozen=True)
-class Pkg:
-    name: str
-    version: str
-    archive: str
-    requires: tuple[str, ...] = ()
-
-    @property
-    def module(self) -> str:
-        return self.name.replace("-", "_")
-
-    @property
-    def key(self) -> str:
-        return f"{self.version}-py3-none-any"
-
-
-ALPHA = Pkg("demo-alpha", "1.0.0", "dBnyVKc0gGQcrWUa", ("demo-beta>=1.1", "Demo_Gamma ; extra == 'x'"))
-BETA = Pkg("demo-beta", "1.2.0", "5QtKRzS_bUBNT8bH", ("demo-delta",))
-GAMMA = Pkg("demo-gamma", "0.3.0", "_qg4DSXPMou6olDU")
-DELTA = Pkg("demo-delta", "2.0.0", "wRfFoXcs89dk3Hln")
-ZETA = Pkg("demo-zeta", "0.9.0", "q9nsNqWZ9Nb71nK6")  # nobody needs it
-ETA_VERSION, ETA_REV, ETA_ARCHIVE = "1.0.0", "FY3KeYyCQtBgtm0N", "_ZSVeL4q5OSc0dvO"  # built from an sdist
-ENV_ONLY = "EnvOnlyArchive01"  # a cached venv: only environments-v2 names it
-URL_ARCHIVE = "UrlWheelArchive1"
-
-
-def write(path: Path, data: str | bytes, mtime_ns: int | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode()
-    path.write_bytes(data)
-    if mtime_ns is not None:
-        os.utime(path, ns=(mtime_ns, mtime_ns))
-    return path
-
-
-def make_archive(cache: Path, archive: str, name: str, version: str, requires: Iterable[str] = ()) -> Path:
-    top = cache / "archive-v0" / archive
-    module = name.replace("-", "_")
-    write(top / module / "__init__.py", f"NAME = {name!r}\n")
-    write(top / module / "core.py", f"# {name} {version}\n" + "x = 1\n" * 50)
-    write(top / module / "_native.bin", hashlib.sha256(archive.encode()).digest() * 64)
-    headers = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
-    headers += [f"Requires-Dist: {r}" for r in requires]
-    # A body after the headers: a Requires-Dist line in the description must not count.
-    write(top / f"{module}-{version}.dist-info" / "METADATA", "\n".join(headers) + "\n\nRequires-Dist: not-a-dep\n")
-    write(top / f"{module}-{version}.dist-info" / "RECORD", f"{module}/__init__.py,,\n")
-    return top
-
-
-def make_wheel_group(cache: Path, pkg: Pkg, *, absolute: bool = False, windows_link: bool = False,
-                     http: bytes | None = None) -> Path:
-    """A `wheels-v7` group pointing at `archive-v0/<pkg.archive>`, and that archive."""
-    make_archive(cache, pkg.archive, pkg.name, pkg.version, pkg.requires)
-    folder = cache / WHEELS / pkg.name
-    folder.mkdir(parents=True, exist_ok=True)
-    link = folder / pkg.key
-    if windows_link:
-        write(link, f"archive-v0\\{pkg.archive}")
-    elif absolute:
-        os.symlink(cache / "archive-v0" / pkg.archive, link)
-    else:
-        os.symlink(f"../../../../archive-v0/{pkg.archive}", link)
-    write(folder / f"{pkg.key}.http", http or f"http-cache-policy {pkg.archive}".encode())
-    write(folder / f"{pkg.key}.msgpack", f"msgpack {pkg.name} {pkg.version}")
-    write(folder / f"{pkg.key}.lock", "")
-    write(cache / SIMPLE / f"{pkg.name}.rkyv", f"rkyv index page of {pkg.name}", mtime_ns=OLD)
-    return folder
-
-
-def make_shared(cache: Path) -> Path:
-    """A warm shared cache with every kind of entry uv makes."""
-    write(cache / "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55\n")
-    write(cache / ".gitignore", "*")
-    write(cache / ".lock", "")
-    for pkg in (ALPHA, BETA, GAMMA, DELTA, ZETA):
-        make_wheel_group(cache, pkg)
-    # An sdist built here: the version folder, its pointer and a revision with the built wheel.
-    version_dir = cache / SDISTS / "demo-eta" / ETA_VERSION
-    rev = version_dir / ETA_REV
-    write(version_dir / "revision.http", f"revision pointer {ETA_REV}")
-    write(version_dir / ".lock", "")
-    write(rev / "metadata.msgpack", "msgpack demo-eta")
-    write(rev / "src" / "PKG-INFO", "Metadata-Version: 2.1\nName: demo-eta\nVersion: 1.0.0\n")
-    write(rev / "src" / "demo_eta" / "__init__.py", "")
-    write(rev / f"demo_eta-{ETA_VERSION}-py3-none-any.whl", b"PK\x03\x04 built wheel bytes")
-    write(rev / f"{ETA_VERSION}-py3-none-any.lock", "")
-    os.symlink(f"../../../../../../archive-v0/{ETA_ARCHIVE}", rev / f"demo_eta-{ETA_VERSION}-py3-none-any")
-    make_archive(cache, ETA_ARCHIVE, "demo-eta", ETA_VERSION)
-    write(cache / SIMPLE / "demo-eta.rkyv", "rkyv index page of demo-eta", mtime_ns=OLD)
-    # A wheel from a direct URL: keyed by URL hash, not by name.
-    url_folder = cache / "wheels-v7" / "url" / "9f8e7d6c5b4a3921" / "demo-url"
-    url_folder.mkdir(parents=True)
-    os.symlink(f"../../../../archive-v0/{URL_ARCHIVE}", url_folder / "1.0-py3-none-any")
-    write(url_folder / "1.0-py3-none-any.http", f"http {URL_ARCHIVE}")
-    make_archive(cache, URL_ARCHIVE, "demo-url", "1.0")
-    # What must never travel.
-    make_archive(cache, ENV_ONLY, "venv", "0")
-    os.symlink(cache / "archive-v0" / ENV_ONLY, _mkparent(cache / "environments-v2" / "hello-8b8d8853a364cdcc"))
-    write(cache / "builds-v0" / ".tmpB1dX" / "setup.py", "")
-    write(cache / "interpreter-v5" / "ee29edfd57359aa6" / "b6c7b271f5ee510b.msgpack", "interpreter info")
-    write(cache / ".tmpXYZ123" / "half-extracted.py", "partial")
-    write(cache / "archive-v0" / ".tmpQ9zLLc" / "partial.py", "partial")
-    return cache
-
-
-def _mkparent(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def snapshot(root: Path) -> dict[str, tuple[str, str]]:
-    """Every entry under `root`: its kind and content (file hash, link text), for byte-identity checks."""
-    out: dict[str, tuple[str, str]] = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in dirnames + filenames:
-            full = Path(dirpath, name)
-            rel = full.relative_to(root).as_posix()
-            st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(full))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", "")
-            else:
-                out[rel] = ("file", hashlib.sha256(full.read_bytes()).hexdigest() + f":{st.st_mode:o}")
-    return out
-
-
-@dataclass
-class Caches:
-    shared: Path
-    job: Path
-    manifest: Path
-    tool: UvTool = field(default_factory=UvTool)
-
-    def seed(self, packages: frozenset[str] | None = None, *, link: bool = True) -> SeedStats:
-        return self.tool.seed(SeedRequest(shared=self.shared, job=self.job, link=link, packages=packages,
-                                          manifest=self.manifest))
-
-    def merge(self) -> MergeStats:
-        return self.tool.merge(MergeRequest(job=self.job, shared=self.shared, manifest=self.manifest))
 
 
 @pytest.fixture
@@ -183,50 +52,6 @@ def caches(tmp_path: Path) -> Caches:
     shared = make_shared(tmp_path / "root" / "shared" / "uv")
     job_dir = tmp_path / "root" / "jobs" / "jabc"
     return Caches(shared=shared, job=job_dir / "uv", manifest=job_dir / "uv.manifest.json")
-
-
-def same_file(a: Path, b: Path) -> bool:
-    return os.stat(a).st_ino == os.stat(b).st_ino and os.stat(a).st_dev == os.stat(b).st_dev
-
-
-def archive_files(cache: Path, archive: str) -> list[str]:
-    return sorted(rel for rel, _e in fsops.walk_files(cache / "archive-v0" / archive))
-
-
-def temp_entries(cache: Path) -> list[str]:
-    return sorted(rel for rel in snapshot(cache) if any(p.startswith(fsops.TEMP_PREFIX) for p in rel.split("/")))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Classification.
-
-
-@pytest.mark.parametrize(
-    ("name", "kind"),
-    [("archive-v0", "archive"), ("wheels-v7", "wheels"), ("sdists-v10", "sdists"), ("simple-v27", "index"),
-     ("flat-index-v2", "index"), ("git-v0", "other"), ("builds-v0", "never"), ("environments-v2", "never"),
-     ("interpreter-v5", "interpreter"), (".tmpXYZ", "never"), (".lock", "never"), ("CACHEDIR.TAG", "never"),
-     (".gitignore", "never"), ("random-folder", "never")],
-)
-def test_bucket_kind(name: str, kind: str) -> None:
-    assert bucket_kind(name) == kind
-
-
-def test_archive_id_of_links(tmp_path: Path) -> None:
-    rel = tmp_path / "rel"
-    os.symlink("../../../../archive-v0/abcDEF_123-x", rel)
-    absolute = tmp_path / "abs"
-    os.symlink("/cache/archive-v0/abcDEF_123-x", absolute)
-    windows = write(tmp_path / "win", "archive-v0\\abcDEF_123-x")
-    elsewhere = tmp_path / "elsewhere"
-    os.symlink("../../../../wheels-v7/abcDEF_123-x", elsewhere)
-    big = write(tmp_path / "big", "x" * 2000 + "archive-v0/abcDEF_123-x")
-    assert archive_id_of_link(str(rel), is_symlink=True) == "abcDEF_123-x"
-    assert archive_id_of_link(str(absolute), is_symlink=True) == "abcDEF_123-x"
-    assert archive_id_of_link(str(windows), is_symlink=False) == "abcDEF_123-x"
-    assert archive_id_of_link(str(elsewhere), is_symlink=True) is None
-    assert archive_id_of_link(str(big), is_symlink=False) is None
-    assert archive_id_of_link(str(tmp_path / "missing"), is_symlink=False) is None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -330,7 +155,7 @@ def test_seed_follows_windows_style_text_links(tmp_path: Path) -> None:
 def test_seed_waits_for_uv_cache_clean_then_gives_up(caches: Caches, monkeypatch: pytest.MonkeyPatch) -> None:
     from ci_cache import osapi
 
-    monkeypatch.setattr(uvtool, "UV_LOCK_TIMEOUT", 0.2)
+    monkeypatch.setattr(uvlayout, "UV_LOCK_TIMEOUT", 0.2)
     clean = osapi.try_lock(caches.shared / ".lock")  # `uv cache clean` holds it exclusive
     assert clean is not None
     try:
@@ -494,7 +319,7 @@ def test_merge_never_takes_temp_dirs_builds_environments_interpreters_or_locks(c
     write(job / WHEELS / NEW.name / ".tmpYYY", "partial")
     write(job / "builds-v0" / ".tmpB2" / "setup.py", "")
     make_archive(job, "JobVenvArchive01", "venv", "0")
-    os.symlink(job / "archive-v0" / "JobVenvArchive01", _mkparent(job / "environments-v2" / "job-env-1234"))
+    os.symlink(job / "archive-v0" / "JobVenvArchive01", mkparent(job / "environments-v2" / "job-env-1234"))
     write(job / "interpreter-v5" / "0123456789abcdef" / "fedcba9876543210.msgpack", "job interpreter")
     write(job / ".lock", "")
     write(job / SIMPLE / "demo-new.lock", "")
@@ -517,7 +342,7 @@ def test_merge_never_takes_temp_dirs_builds_environments_interpreters_or_locks(c
     assert not (shared / "environments-v2" / "job-env-1234").exists()
     assert not (shared / "interpreter-v5" / "0123456789abcdef").exists()
     # Interpreter queries are kept beside the shared cache, never in it.
-    kept = uvtool.interpreter_store(shared) / "interpreter-v5" / "0123456789abcdef" / "fedcba9876543210.msgpack"
+    kept = interpreter_store(shared) / "interpreter-v5" / "0123456789abcdef" / "fedcba9876543210.msgpack"
     assert kept.read_text() == "job interpreter"
     assert (shared / "CACHEDIR.TAG").read_text().startswith("Signature:")
     assert not (shared / ".tmpAbCdEf").exists() and not (shared / "archive-v0" / ".tmpZZZ").exists()
@@ -640,14 +465,14 @@ def test_a_merge_interrupted_by_a_full_disk_leaves_the_shared_cache_valid(
 
 def test_interpreter_queries_reach_the_next_job_and_stay_bounded(caches: Caches,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(uvtool, "MAX_INTERPRETERS", 3)
+    monkeypatch.setattr(uvmerge, "MAX_INTERPRETERS", 3)
     caches.seed()
     for i in range(5):
         entry = caches.job / "interpreter-v5" / f"{i:016x}" / "info.msgpack"
         write(entry, f"interpreter {i}")
         os.utime(entry, (1_000_000 + i, 1_000_000 + i))
     caches.merge()
-    store = uvtool.interpreter_store(caches.shared) / "interpreter-v5"
+    store = interpreter_store(caches.shared) / "interpreter-v5"
     assert sorted(p.parent.name for p in store.rglob("*.msgpack")) == [f"{i:016x}" for i in (2, 3, 4)]
     assert not (caches.shared / "interpreter-v5" / f"{4:016x}").exists()
     fresh = caches.job.parent / "next-job"

@@ -1,0 +1,41 @@
+"""uv's cache: the one place that knows its layout, and how to seed, merge, prune and verify it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from ci_cache.tools import base
+from ci_cache.tools.uv.layout import DEEPEST_SUFFIX, archive_ids, find_uv, interpreter_store
+from ci_cache.tools.uv.merge import Merger
+from ci_cache.tools.uv.prune import prune_cache
+from ci_cache.tools.uv.seed import Seeder
+from ci_cache.tools.uv.verify import verify_cache
+
+__all__ = ["DEEPEST_SUFFIX", "UvTool", "archive_ids", "find_uv", "interpreter_store"]
+
+
+class UvTool:
+    """uv and uvx, whose cache `UV_CACHE_DIR` names; `UV_LINK_MODE` as the config resolves it."""
+
+    name = "uv"
+    commands: tuple[str, ...] = ("uv", "uvx")
+    has_shared_cache = True
+
+    def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:
+        env = {"UV_CACHE_DIR": str(cache_dir)}
+        if link_mode:
+            env["UV_LINK_MODE"] = link_mode
+        return env
+
+    def seed(self, request: base.SeedRequest) -> base.SeedStats:
+        return Seeder(request).run()
+
+    def merge(self, request: base.MergeRequest) -> base.MergeStats:
+        return Merger(request).run()
+
+    def prune(self, request: base.PruneRequest) -> base.PruneReport:
+        return prune_cache(request)
+
+    def verify(self, cache: Path) -> base.VerifyReport:
+        return verify_cache(cache)
