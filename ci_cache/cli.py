@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ci_cache import __version__, config, envformat, log, osapi, runner, session, summary
+from ci_cache import __version__, config, envformat, fsops, log, osapi, runner, session, summary
 from ci_cache.errors import AllocationMissing, CiCacheError, Interrupted, UsageError, VerifyFailed
 from ci_cache.providers import job_identity
 from ci_cache.retry import Policy, is_cache_command
@@ -209,7 +209,7 @@ def _report(result: dict[str, Any], env: Mapping[str, str], *, as_json: bool, js
     else:
         log.info(summary.text(result).removeprefix("ci-cache: "))
     if json_file:
-        Path(json_file).write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+        fsops.write_atomic(Path(json_file), json.dumps(result, indent=2, default=str).encode())
     step_summary = env.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with contextlib.suppress(OSError), open(step_summary, "a", encoding="utf-8") as fh:

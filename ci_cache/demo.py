@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from typing import Any
 
 from ci_cache import log
 from ci_cache.errors import UsageError
+from ci_cache.tools.uv import archive_ids
+from ci_cache.tools.uv import find_uv as uv_on_path
 from ci_cache_index import IndexServer, build_index, demo_specs
 
 # Each job installs one of these; together they cover the demo index, sdist-only package included.
@@ -43,7 +44,7 @@ class JobResult:
 
 def find_uv(env: Mapping[str, str]) -> str:
     beside = Path(sys.executable).parent / ("uv.exe" if os.name == "nt" else "uv")
-    found = str(beside) if beside.is_file() else shutil.which("uv", path=env.get("PATH"))
+    found = str(beside) if beside.is_file() else uv_on_path(env)
     if not found:
         raise UsageError("the demo needs uv", hint="pip install uv (into the same environment as ci-cache)")
     return found
@@ -125,7 +126,7 @@ def main(*, jobs: int, root: Path | None, env: Mapping[str, str]) -> int:
             second = _wave(demo, "wave2", jobs)
             second_downloads = len([p for p in server.file_downloads() if not p.endswith(".metadata")])
         shared = root / "shared" / "uv"
-        archives = len(os.listdir(shared / "archive-v0")) if (shared / "archive-v0").is_dir() else 0
+        archives = len(archive_ids(shared))
         failed = [r.name for r in first + second if r.exit_code != 0]
         print(f"\nshared uv cache {shared}: {archives} archives merged from the jobs", file=sys.stderr)
         print(f"wave 1 downloaded {first_downloads} files; wave 2 downloaded {second_downloads} "

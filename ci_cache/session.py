@@ -345,9 +345,8 @@ def release_dir(job_dir: Path) -> None:
     """
     if not job_dir.exists():
         return
-    trash = fsops.temp_sibling(job_dir)
     try:
-        fsops.replace(job_dir, trash)
+        trash = fsops.rename_away(job_dir)
     except (OSError, CiCacheError):
         fsops.rmtree(job_dir)  # cannot rename (a file held open on Windows): delete here, with retries
         return
