@@ -147,8 +147,9 @@ def s3(settings: RemoteConfig, loc: RemoteUrl, env: Mapping[str, str]) -> CloudC
         "virtual_hosted_style_request": settings.virtual_hosted, "conditional_put": "etag", "skip_signature": False,
     }
     options.update({key: env[var] for var, key in _S3_PASS.items() if env.get(var)})
-    cfg = CloudConfig("s3", loc.bucket, loc.prefix, endpoint, options,
-                      _client(settings, env, allow_http=settings.allow_http or _truthy(env.get("AWS_ALLOW_HTTP"))))
+    allow_http = settings.allow_http or _truthy(env.get("AWS_ALLOW_HTTP")) or \
+        (not settings.endpoint and endpoint.startswith("http://"))  # an http:// AWS_ENDPOINT_URL is explicit
+    cfg = CloudConfig("s3", loc.bucket, loc.prefix, endpoint, options, _client(settings, env, allow_http=allow_http))
     key_id, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
     token = env.get("AWS_SESSION_TOKEN") or env.get("AWS_SECURITY_TOKEN")
     if key_id and secret:
@@ -205,7 +206,9 @@ def azure(settings: RemoteConfig, loc: RemoteUrl, env: Mapping[str, str]) -> Clo
         protocol = lower.get("defaultendpointsprotocol", "https")
         endpoint = f"{protocol}://{account}.blob.{lower.get('endpointsuffix', 'core.windows.net')}"
     options.update({"account_name": account, "endpoint": endpoint})
-    allow_http = settings.allow_http or emulator or _truthy(env.get("AZURE_ALLOW_HTTP"))
+    # An http:// endpoint named in the env (a connection string, Azurite) is the user's explicit choice.
+    allow_http = settings.allow_http or emulator or _truthy(env.get("AZURE_ALLOW_HTTP")) or \
+        (not settings.endpoint and endpoint.startswith("http://"))
     cfg = CloudConfig("az", loc.bucket, loc.prefix, endpoint, options, _client(settings, env, allow_http=allow_http))
     if key:
         options["account_key"] = key

@@ -42,35 +42,47 @@ def _first_line(text: str) -> str:
     return line[:300]
 
 
-def classify(exc: BaseException, *, op: str, key: str, where: str, scrub: Scrubber, creds: str) -> RemoteError:
-    """Turn any exception from obstore into one RemoteError with a kind and a one-line, scrubbed message."""
+# object_store's debug dump names the HTTP failure's kind and the OS error behind it.
+_HTTP_KIND = re.compile(r"HttpError \{\s*kind: (\w+)")
+_OS_MESSAGE = re.compile(r'message: "([^"]{1,120})"')
+_NETWORK_KINDS = {"Connect": "unreachable", "Timeout": "timeout", "Request": "unreachable",
+                  "Interrupted": "unreachable", "Decode": "garbage"}
+
+
+def _kind_of(exc: BaseException, text: str, status: int | None) -> str:
     from obstore import exceptions as ox
 
-    text = str(exc)
-    status_match = _STATUS.search(text)
-    status = int(status_match.group(1)) if status_match else None
-    lowered = text.lower()
     if isinstance(exc, FileNotFoundError) or status == 404:
-        kind = "not_found"
-    elif isinstance(exc, ox.AlreadyExistsError | ox.PreconditionError) or status in (409, 412):
-        kind = "conflict"
-    elif isinstance(exc, ox.PermissionDeniedError | ox.UnauthenticatedError) or status in (401, 403):
-        kind = "forbidden"
-    elif status is not None and status >= 500:
-        kind = "server"
-    elif "timed out" in lowered or "timeout" in lowered or "deadline" in lowered:
-        kind = "timeout"
-    elif any(s in lowered for s in ("connect", "dns error", "connection refused", "unreachable", "reset by peer",
-                                    "broken pipe", "connection closed")):
-        # A server that accepts and then hangs up mid-answer is "reset"; one that talks nonsense is garbage.
-        kind = "garbage" if "invalid http" in lowered or "parse" in lowered else "unreachable"
-    elif isinstance(exc, ox.UnknownConfigurationKeyError | ox.InvalidPathError):
-        kind = "config"
-    else:
-        kind = "garbage"
-    detail = scrub(_first_line(text))
+        return "not_found"
+    if isinstance(exc, ox.AlreadyExistsError | ox.PreconditionError) or status in (409, 412):
+        return "conflict"
+    if isinstance(exc, ox.PermissionDeniedError | ox.UnauthenticatedError) or status in (401, 403):
+        return "forbidden"
+    if status is not None and status >= 500:
+        return "server"
+    if isinstance(exc, ox.UnknownConfigurationKeyError | ox.InvalidPathError) or "builder error" in text:
+        return "config"
+    http_kind = _HTTP_KIND.search(text)
+    if http_kind:
+        # "Unknown" is what hyper reports for an answer that is not HTTP at all.
+        return _NETWORK_KINDS.get(http_kind.group(1), "garbage")
+    return "garbage"
+
+
+def classify(exc: BaseException, *, op: str, key: str, where: str, scrub: Scrubber, creds: str) -> RemoteError:
+    """Turn any exception from obstore into one RemoteError with a kind and a one-line, scrubbed message."""
+    text = str(exc)
+    first = _first_line(text)
+    status_match = _STATUS.search(first)
+    status = int(status_match.group(1)) if status_match else None
+    kind = _kind_of(exc, text, status)
+    detail = re.sub(r"^Generic \w+ error: ", "", first)
+    os_message = _OS_MESSAGE.search(text)
+    if os_message and os_message.group(1).lower() not in detail.lower():
+        detail += f" ({os_message.group(1)})"
     hint = HINTS.get(kind, "").format(creds=creds)
-    return RemoteError(f"remote {op} {key!r} at {where}: {kind.replace('_', ' ')}: {detail}", kind=kind, hint=hint)
+    return RemoteError(f"remote {op} {key!r} at {where}: {kind.replace('_', ' ')}: {scrub(detail)}", kind=kind,
+                       hint=hint)
 
 
 class ObstoreStore:
