@@ -198,6 +198,9 @@ def _unpack_into(src: BinaryIO, top: str, what: str, limits: Limits) -> Packed:
                     links.append((target, member.linkname))
                 else:
                     raise _corrupt(what, f"refusing {member.name!r}: only files, folders and links are allowed")
+        # Read to the end: gzip checks its CRC and length only there, after tar's end-of-archive blocks.
+        while stream.read(_CHUNK):
+            pass
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError) as exc:
         raise _corrupt(what, f"unreadable archive ({type(exc).__name__}: {exc})") from exc
     if entries == 0:
@@ -205,7 +208,10 @@ def _unpack_into(src: BinaryIO, top: str, what: str, limits: Limits) -> Packed:
     # Links last, so that no file is ever written through a link the archive made.
     for target, link in links:
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.symlink(link.replace("/", os.sep), target)
+        try:
+            os.symlink(link.replace("/", os.sep), target)
+        except FileExistsError as exc:
+            raise _corrupt(what, f"the link {os.path.relpath(target, top)!r} appears twice") from exc
     return packed
 
 

@@ -14,7 +14,7 @@ _PATTERNS = (
                r"x-goog-signature|x-goog-credential|skoid|sktid)=[^&\s;\"'<>,]+"),
     re.compile(r"(?i)\b(AccountKey|SharedAccessSignature|SharedAccessKey|Password|pwd)=[^;\s\"']+"),
     re.compile(r"(?i)\b(Bearer|SharedKey|SharedKeyLite)\s+[^\s\"',]+"),
-    re.compile(r"(?i)(Credential=)[^,\s\"']+"),
+    re.compile(r"(?i)(Credential=)[^,\s\"'&]+"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.DOTALL),
     re.compile(r"(?i)\"(private_key|client_secret|refresh_token)\"\s*:\s*\"[^\"]*\""),
 )

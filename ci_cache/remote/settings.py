@@ -64,15 +64,18 @@ class RemoteUrl:
 
 
 def _has_secret(value: str) -> bool:
-    parts = urlsplit(value) if "://" in value else None
-    return bool(parts and (parts.username or parts.password or _SIGNED_QUERY.search(parts.query)))
+    """A user/password part (an `@` before any query, wherever `/` in a secret moved it) or a signature."""
+    if "://" not in value:
+        return False
+    head, _, query = value.partition("?")
+    return "@" in head or bool(_SIGNED_QUERY.search(query))
 
 
 def _redacted(value: str) -> str:
-    parts = urlsplit(value)
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "") if parts.username or parts.password else host
-    return parts._replace(netloc=netloc, query="***" if parts.query else "").geturl()
+    scheme, _, rest = value.partition("://")
+    head, _, query = rest.partition("?")
+    head = "***@" + head.rsplit("@", 1)[1] if "@" in head else head
+    return f"{scheme}://{head}" + ("?***" if query else "")
 
 
 def parse_url(value: str) -> RemoteUrl:

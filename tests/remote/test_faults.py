@@ -50,7 +50,7 @@ def test_a_stalled_server_is_bounded_by_the_budget() -> None:
         cas = _cas(port, budget=30)  # requests alone would wait 30 s: the batch budget must cut them
         budget = Budget(1.5, what="remote pull")
         started = time.monotonic()
-        batch = run(lambda: run_all([f"{i:064x}" for i in range(20)], lambda d: cas.has_blob(d), concurrency=4,
+        batch = run(lambda: run_all([f"{i:064x}" for i in range(20)], cas.has_blob, concurrency=4,
                                     budget=budget, where=cas.store.where))
         elapsed = time.monotonic() - started
     assert elapsed < 4, elapsed
