@@ -18,8 +18,6 @@ import pytest
 from tests.remote import servers
 from tests.remote.servers import Server
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(autouse=True)
 def no_cloud_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,8 @@ from ci_cache.remote.transfer import run_all
 from tests.remote import servers
 from tests.remote.servers import Server
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(params=["seaweedfs", "azurite"])
 def server(request: pytest.FixtureRequest) -> Server:

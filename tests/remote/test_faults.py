@@ -19,6 +19,8 @@ from tests.remote.servers import Server
 SECRET = "fault-test-secret-value-0123456789"
 ENV = {"AWS_ACCESS_KEY_ID": "AKIAFAULTTEST0001", "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": "tok-" + SECRET}
 
+pytestmark = pytest.mark.integration
+
 
 def _cas(port: int, *, budget: float = 2.0) -> Cas:
     settings = RemoteConfig(url="s3://bucket/ci", endpoint=f"http://127.0.0.1:{port}", allow_http=True,

@@ -15,6 +15,8 @@ from tests.remote.servers import BUCKET, Server
 
 SERVERS = ["seaweedfs", "azurite"]
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(params=SERVERS)
 def server(request: pytest.FixtureRequest) -> Server:

@@ -136,3 +136,15 @@ def test_classify(exc: BaseException, kind: str) -> None:
     assert "'k'" in error.message and "s3://b/p at https://h" in error.message
     if kind == "forbidden":
         assert "AWS_ACCESS_KEY_ID" in str(error)
+
+
+def test_every_scheme_opens_without_a_request() -> None:
+    """Stores are built lazily: opening one sends nothing, so a dead endpoint costs nothing until used."""
+    from ci_cache.remote.obstore_store import open_store
+
+    envs = {"s3": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
+            "az": {"AZURE_STORAGE_USE_EMULATOR": "1"}, "gs": {"STORAGE_EMULATOR_HOST": "127.0.0.1:9"}}
+    for settings in (S3, AZ, GS):
+        assert settings.location is not None
+        store = open_store(settings, envs[settings.location.scheme], request_timeout=5)
+        assert store.where.startswith(f"{settings.location}")
