@@ -101,14 +101,18 @@ class ObstoreStore:
     def _error(self, exc: BaseException, op: str, key: str) -> RemoteError:
         return classify(exc, op=op, key=key, where=self._where, scrub=self._scrub, creds=self._creds)
 
+    def _too_big(self, key: str, max_size: int) -> RemoteError:
+        """More bytes than the caller expects: a wrong or hostile answer, never read on."""
+        return RemoteError(f"remote get {key!r} at {self._where}: more than the {max_size} bytes expected",
+                           kind="garbage", hint=HINTS["garbage"])
+
     async def get(self, key: str, *, max_size: int) -> bytes:
         import obstore
 
         try:
             result = await obstore.get_async(self._raw, key)
             if result.meta["size"] > max_size:
-                raise RemoteError(f"remote get {key!r} at {self._where}: {result.meta['size']} bytes, more than "
-                                  f"the {max_size} allowed", kind="garbage", hint=HINTS["garbage"])
+                raise self._too_big(key, max_size)
             return bytes(await result.bytes_async())
         except RemoteError:
             raise
@@ -131,15 +135,13 @@ class ObstoreStore:
         try:
             result = await obstore.get_async(self._raw, key)
             if result.meta["size"] > max_size:
-                raise RemoteError(f"remote get {key!r} at {self._where}: {result.meta['size']} bytes, more than "
-                                  f"the {max_size} allowed", kind="garbage", hint=HINTS["garbage"])
+                raise self._too_big(key, max_size)
             with open(path, "xb") as out:
                 async for chunk in result.stream(min_chunk_size=_CHUNK):
                     view = memoryview(chunk)
                     size += len(view)
                     if size > max_size:
-                        raise RemoteError(f"remote get {key!r} at {self._where}: more than the {max_size} bytes "
-                                          "allowed", kind="garbage", hint=HINTS["garbage"])
+                        raise self._too_big(key, max_size)
                     digest.update(view)
                     out.write(view)
         except RemoteError:

@@ -23,9 +23,13 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ci_cache.remote.cloudenv import AZURITE_ACCOUNT, AZURITE_KEY
 from ci_cache.remote.settings import RemoteConfig
+
+if TYPE_CHECKING:
+    from obstore.store import S3Store
 
 BUCKET = "ci-cache-test"
 READY_TIMEOUT = 30.0
@@ -171,12 +175,8 @@ def start_seaweedfs(folder: Path, *, attempts: int = 3) -> Server:
 def _wait_bucket(server: Server) -> None:
     """The bucket exists once an authenticated listing succeeds."""
     import obstore
-    from obstore.store import S3Store
 
-    ident = server.identities["admin"]
-    store = S3Store(BUCKET, endpoint=server.endpoint, region="us-east-1", access_key_id=ident.access_key,
-                    secret_access_key=ident.secret_key, client_options={"allow_http": True},
-                    retry_config={"max_retries": 0})
+    store = _admin_s3(server)
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         try:
@@ -186,6 +186,16 @@ def _wait_bucket(server: Server) -> None:
             if time.monotonic() > deadline or not server.alive():
                 raise RuntimeError(f"SeaweedFS bucket {BUCKET} not ready: {exc}\n{server.log_tail()}") from None
             time.sleep(0.1)
+
+
+def _admin_s3(server: Server) -> S3Store:
+    """A raw obstore client with the admin identity, for what the code under test must not do itself."""
+    from obstore.store import S3Store
+
+    ident = server.identities["admin"]
+    return S3Store(BUCKET, endpoint=server.endpoint, region="us-east-1", access_key_id=ident.access_key,
+                   secret_access_key=ident.secret_key, client_options={"allow_http": True},
+                   retry_config={"max_retries": 0})
 
 
 def start_azurite(folder: Path) -> Server:
@@ -241,16 +251,14 @@ def azurite_env(server: Server) -> dict[str, str]:
 def raw_put(server: Server, key: str, data: bytes) -> None:
     """Overwrite an object with the admin identity, bypassing create-if-absent (to corrupt a blob)."""
     import obstore
-    from obstore.store import AzureStore, S3Store
+    from obstore.store import AzureStore
 
     store: S3Store | AzureStore
     if server.name == "Azurite":
         store = AzureStore(BUCKET, account_name=AZURITE_ACCOUNT, account_key=AZURITE_KEY,
                            endpoint=f"{server.endpoint}/{AZURITE_ACCOUNT}", client_options={"allow_http": True})
     else:
-        ident = server.identities["admin"]
-        store = S3Store(BUCKET, endpoint=server.endpoint, region="us-east-1", access_key_id=ident.access_key,
-                        secret_access_key=ident.secret_key, client_options={"allow_http": True})
+        store = _admin_s3(server)
     obstore.put(store, key, data, mode="overwrite")
 
 
