@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         publish(model.load(args.report), args.report.parent, args.report.stem, chart_wanted=not args.no_chart)
         return 0
     started = time.perf_counter()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     run = RunResult()
     uv, cic_cli = _tool("uv"), _tool("ci-cache")
     if uv is None:

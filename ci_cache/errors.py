@@ -61,3 +61,16 @@ class Interrupted(CiCacheError):
     """Ctrl-C."""
 
     exit_code = 130
+
+
+class RemoteError(CiCacheError):
+    """The remote cache (object storage) failed; `kind` says how, so callers can degrade per kind.
+
+    Kinds: unreachable, timeout, forbidden, not_found, conflict, server, garbage, corrupt, config.
+    """
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, kind: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind
