@@ -27,6 +27,12 @@ class ConfigError(UsageError):
     """A malformed or invalid ci-cache.yml or CI_CACHE_* variable."""
 
 
+class JobBusy(UsageError):
+    """`setup` or `run` for a job id whose allocation another live setup or run holds."""
+
+    exit_code = 6
+
+
 class LockTimeout(CiCacheError):
     """A lock could not be had within the configured timeout."""
 
@@ -43,6 +49,10 @@ class AllocationMissing(CiCacheError):
     """`finish` found no allocation for the job."""
 
     exit_code = 4
+
+
+class NothingAllocated(AllocationMissing):
+    """`finish` carries CI_CACHE_TOKEN=none: its setup allocated nothing (mode off, or the setup failed)."""
 
 
 class VerifyFailed(CiCacheError):
