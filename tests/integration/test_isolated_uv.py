@@ -175,7 +175,7 @@ def test_a_job_id_already_running_is_refused_and_a_dead_ones_leftovers_are_recla
     env = lab.env(CI_CACHE_JOB="twice")
     assert lab.cli("setup", "--mode", "isolated", "--format", "json", env=env).returncode == 0
     again = lab.cli("run", "--mode", "isolated", "--", sys.executable, "-c", "pass", env=env)
-    assert again.returncode == 2
+    assert again.returncode == 6  # JobBusy: its own exit code (docs/cli.md)
     assert "already set up and still running" in again.stderr
     record = json.loads(next((lab.root / "jobs").glob("*.json")).read_text())
     os.kill(record["holder_pid"], 9)  # the job dies without finish
