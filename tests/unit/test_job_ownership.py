@@ -30,7 +30,7 @@ def context(root: Path, env: dict[str, str] | None = None, *, job: str | None = 
     return cli.make_context(args, env or {})
 
 
-def read_record(root: Path, ctx: session.Context) -> dict[str, object]:
+def read_record(ctx: session.Context) -> dict[str, object]:
     record = ctx.store.read_record(ctx.key)
     assert record is not None
     return record
@@ -82,7 +82,7 @@ def test_setup_exports_a_fresh_token_and_keeps_it_in_the_record(tmp_path: Path) 
         alloc = session.setup(ctx, in_process=True)
         token = alloc.env[session.TOKEN_VAR]
         assert len(token) == 32 and token != session.NO_TOKEN
-        assert read_record(tmp_path, ctx)["token"] == token
+        assert read_record(ctx)["token"] == token
         assert alloc.as_json()["env"][session.TOKEN_VAR] == token
         tokens.append(token)
         session.finish(ctx, "success", held=alloc.lease)
@@ -116,14 +116,14 @@ def test_finish_with_the_setups_token_finalises_and_merges(tmp_path: Path) -> No
 def test_finish_with_another_token_leaves_the_allocation_alone(tmp_path: Path, carried: str) -> None:
     ctx = context(tmp_path)
     alloc = session.setup(ctx, in_process=True)
-    before = read_record(tmp_path, ctx)
+    before = read_record(ctx)
     with pytest.raises(AllocationMissing) as info:
         session.finish(context(tmp_path, {session.TOKEN_VAR: carried}), "success")
     assert not isinstance(info.value, NothingAllocated)
     message = str(info.value)
     assert "'build-1'" in message and "another setup" in message and "left alone" in message
     assert "give each job its own id with --job / CI_CACHE_JOB" in message
-    assert read_record(tmp_path, ctx) == before
+    assert read_record(ctx) == before
     assert alloc.job_dir.is_dir()
     assert osapi.try_lock(ctx.store.lease(ctx.key)) is None  # still held by its owner
     session.finish(ctx, "success", held=alloc.lease)
@@ -153,7 +153,7 @@ def test_without_a_token_finish_goes_by_identity_but_never_takes_another_ci_jobs
 ) -> None:
     first = context(tmp_path, {**GITLAB_JOB, "CI_CACHE_JOB": "shared-name"}, job=None)
     alloc = session.setup(first, in_process=True)
-    assert read_record(tmp_path, first)["ci_job_id"] == "gitlab:gitlab.example/7/1001"
+    assert read_record(first)["ci_job_id"] == "gitlab:gitlab.example/7/1001"
     other_job = context(tmp_path, {**GITLAB_JOB, "CI_JOB_ID": "1002", "CI_CACHE_JOB": "shared-name"}, job=None)
     assert other_job.key == first.key
     with pytest.raises(AllocationMissing) as info:
@@ -183,7 +183,7 @@ def test_outside_a_ci_finish_by_identity_alone_still_works(tmp_path: Path) -> No
 def test_a_second_setup_of_a_live_job_id_is_refused_with_its_own_error(tmp_path: Path) -> None:
     ctx = context(tmp_path)
     alloc = session.setup(ctx, in_process=True)
-    before = read_record(tmp_path, ctx)
+    before = read_record(ctx)
     with pytest.raises(JobBusy) as info:
         session.setup(context(tmp_path), in_process=True)
     assert info.value.exit_code == 6
@@ -192,7 +192,7 @@ def test_a_second_setup_of_a_live_job_id_is_refused_with_its_own_error(tmp_path:
     assert "\n" not in message
     assert "'build-1'" in message and str(ctx.store.lease(ctx.key)) in message
     assert "give each job its own id with --job / CI_CACHE_JOB" in message
-    assert read_record(tmp_path, ctx) == before
+    assert read_record(ctx) == before
     assert alloc.job_dir.is_dir()
     session.finish(ctx, "success", held=alloc.lease)
 
