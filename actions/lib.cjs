@@ -1,9 +1,11 @@
 'use strict';
-// The ci-cache GitHub Action: main = install + `ci-cache setup --format json`, post = `ci-cache finish`.
-// Thin by design: every decision about caches is ci-cache's; this file only maps inputs to options and
-// writes the runner's file commands (GITHUB_ENV, GITHUB_PATH, GITHUB_OUTPUT, GITHUB_STATE) directly,
-// so that the action has no npm dependencies. Processes are always spawned with argument arrays, never
-// through a shell, so that paths with spaces and pwsh/cmd runners behave the same.
+// The ci-cache GitHub Action: main = `ci-cache setup --format github`, post = `ci-cache finish`.
+// It holds no logic (docs/cli.md is the contract): the CLI writes GITHUB_ENV and GITHUB_PATH itself, maps
+// the job's status, and decides its exit code; this file maps inputs to options, turns setup's JSON into
+// outputs and state, and fails a step exactly when the CLI exits non-zero. It writes only the runner's
+// GITHUB_OUTPUT and GITHUB_STATE, directly, so that the action has no npm dependencies. Processes are
+// always spawned with argument arrays, never through a shell, so that paths with spaces and pwsh/cmd
+// runners behave the same. How ci-cache gets onto the runner: docs/install.md.
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
@@ -13,7 +15,6 @@ const { spawnSync } = require('node:child_process');
 
 // The repository root: this file lives in <root>/actions/.
 const REPO_ROOT = path.resolve(__dirname, '..');
-const STATUSES = new Set(['success', 'failure', 'cancelled']);
 const VENV_NAME = 'ci-cache-venv';
 
 /** An error whose message is meant for the user (no stack trace). */
@@ -52,19 +53,8 @@ function appendFileCommand(env, variable, name, value) {
   fs.appendFileSync(file, `${name}<<${delimiter}${os.EOL}${text}${os.EOL}${delimiter}${os.EOL}`, 'utf8');
 }
 
-const exportVariable = (env, name, value) => appendFileCommand(env, 'GITHUB_ENV', name, value);
 const setOutput = (env, name, value) => appendFileCommand(env, 'GITHUB_OUTPUT', name, value);
 const saveState = (env, name, value) => appendFileCommand(env, 'GITHUB_STATE', name, value);
-
-/** Puts dirs first on PATH for later steps, in the given order (the runner prepends each line). */
-function prependPath(env, dirs) {
-  if (dirs.length === 0) return;
-  if (!env.GITHUB_PATH) {
-    throw new ActionError('GITHUB_PATH is not set: ci-cache\'s action must run as a GitHub Actions step');
-  }
-  const lines = [...dirs].reverse().map((d) => `${d}${os.EOL}`).join('');
-  fs.appendFileSync(env.GITHUB_PATH, lines, 'utf8');
-}
 
 /** Workflow commands need %, CR and LF escaped in their message. */
 function escapeCommand(text) {
@@ -174,32 +164,32 @@ function describeExit(result) {
   return result.signal ? `was killed by ${result.signal}` : `exited with code ${result.status}`;
 }
 
-/** What `pip install` gets for each value of the `install` input (null: use what is on PATH). */
+/**
+ * What `pip install` gets (docs/install.md): null for an empty `install` (use the ci-cache on PATH),
+ * this action's own checkout for `source`, else the input as it is (a requirement, a path, a VCS URL).
+ */
 function installSpec(install) {
-  if (install === 'none') return null;
-  if (install === 'source' || install === '') {
-    if (!isFile(path.join(REPO_ROOT, 'pyproject.toml'))) {
-      throw new ActionError(
-        `install: source needs the ci-cache repository around the action, but ${REPO_ROOT} has no ` +
-          'pyproject.toml; use install: none or a version',
-      );
-    }
-    return REPO_ROOT;
+  if (install === '') return null;
+  if (install !== 'source') return install;
+  if (!isFile(path.join(REPO_ROOT, 'pyproject.toml'))) {
+    throw new ActionError(
+      `install: source needs the ci-cache repository around the action, but ${REPO_ROOT} has no ` +
+        'pyproject.toml; install ci-cache on the runner (docs/install.md) or name a pip requirement',
+    );
   }
-  if (install === 'pypi') return 'ci-cache';
-  if (/^[0-9][0-9A-Za-z.!+-]*$/.test(install)) return `ci-cache==${install}`;
-  throw new ActionError(`input 'install' must be source, none, pypi or a version such as 0.1.0, not '${install}'`);
+  return REPO_ROOT;
 }
 
-/** Makes ci-cache available as the `install` input says; returns the absolute path of the executable. */
+/** Makes ci-cache available as docs/install.md says; returns the absolute path of the executable. */
 function installCiCache(env, platform = process.platform) {
   const spec = installSpec(getInput(env, 'install'));
   if (spec === null) {
     const exe = which('ci-cache', env, platform);
     if (!exe) {
       throw new ActionError(
-        'install: none, but ci-cache is not on PATH; install it on the runner machine ' +
-          '(e.g. `uv tool install ci-cache` or `pipx install ci-cache`) or use install: source',
+        'ci-cache is not on PATH: install it once on the runner machine (e.g. `uv tool install ci-cache` ' +
+          'or `pipx install ci-cache`, see docs/install.md), or set the input install: to a pip requirement ' +
+          '(or `source`) for the action to install it into a venv in every job',
       );
     }
     return exe;
@@ -252,45 +242,36 @@ function jobOptions(env, overrides = {}) {
   return args;
 }
 
-/** `job-status` (from `${{ job.status }}`) to finish's --status; '' leaves ci-cache's default. */
-function finishStatus(value) {
-  const status = value.trim().toLowerCase();
-  if (status === '' || STATUSES.has(status)) return status;
-  warning(`unknown job-status '${value}': reporting failure, so that nothing unverified is merged`);
-  return 'failure';
-}
-
 function parseSetupJson(stdout) {
   let data;
   try {
     data = JSON.parse(stdout);
   } catch (e) {
-    throw new ActionError(`ci-cache setup --format json printed no valid JSON (${e.message}): ${stdout.slice(0, 200)}`);
+    throw new ActionError(`ci-cache setup --format github printed no valid JSON (${e.message}): ${stdout.slice(0, 200)}`);
   }
   if (data === null || typeof data !== 'object' || typeof data.env !== 'object' || data.env === null) {
-    throw new ActionError('ci-cache setup --format json printed an object without "env"');
+    throw new ActionError('ci-cache setup --format github printed an object without "env"');
   }
   return data;
 }
 
-/** The main step: install, set up the job once, hand its env to later steps, save state for post. */
+/** The main step: install, set up the job once (the CLI hands its env to later steps), save state for post. */
 function main(env = process.env, platform = process.platform) {
   const exe = installCiCache(env, platform);
-  const args = ['setup', '--format', 'json', ...jobOptions(env)];
+  const args = ['setup', '--format', 'github', ...jobOptions(env)];
   log(display('ci-cache', args));
   const result = run(exe, args, env, ['ignore', 'pipe', 'inherit']);
   if (result.status !== 0) {
     throw new ActionError(`ci-cache setup ${describeExit(result)}; see its message above`);
   }
   const data = parseSetupJson(result.stdout);
-  for (const [name, value] of Object.entries(data.env)) exportVariable(env, name, value);
-  prependPath(env, Array.isArray(data.path_prepend) ? data.path_prepend : []);
-
   const caches = data.caches && typeof data.caches === 'object' ? data.caches : {};
+  // The allocation's handle, for this action's own post step: the identity in the form finish accepts
+  // back (CI_CACHE_JOB; `job` is for display), its root, and the token that makes it this job's (cli.md).
   saveState(env, 'exe', exe);
-  // CI_CACHE_JOB is the form of the identity that finish accepts back (cli.md); `job` is for display.
   saveState(env, 'job', data.env.CI_CACHE_JOB || data.job || '');
   saveState(env, 'root', data.env.CI_CACHE_ROOT || '');
+  saveState(env, 'token', data.env.CI_CACHE_TOKEN || '');
   setOutput(env, 'job', data.job || '');
   setOutput(env, 'job-key', data.job_key || '');
   setOutput(env, 'job-dir', data.job_dir || '');
@@ -303,8 +284,9 @@ function main(env = process.env, platform = process.platform) {
 }
 
 /**
- * The post step: `ci-cache finish`, which merges, releases the job dir and writes the step summary.
- * A failure here is a warning unless `strict`: a merge problem must not fail a job that passed.
+ * The post step: `ci-cache finish` for the allocation main made (its job, root and token), with the
+ * job's status as the runner words it. finish's exit code is the step's: the CLI exits 0 unless
+ * `--strict` (or a usage error), so a merge problem fails the job only when strict asks for it.
  */
 function post(env = process.env) {
   const exe = getState(env, 'exe');
@@ -313,25 +295,14 @@ function post(env = process.env) {
     log('ci-cache: the main step did not set up a job; nothing to finish');
     return 0;
   }
-  const strict = getBooleanInput(env, 'strict');
-  let problem;
-  try {
-    const args = ['finish', ...jobOptions(env, { job, root: getState(env, 'root') })];
-    const status = finishStatus(getInput(env, 'job-status'));
-    if (status) args.push('--status', status);
-    log(display('ci-cache', args));
-    const result = run(exe, args, env, ['ignore', 'inherit', 'inherit']);
-    if (result.status !== 0) problem = `ci-cache finish ${describeExit(result)}; see its message above`;
-  } catch (e) {
-    if (!(e instanceof ActionError)) throw e;
-    problem = e.message;
+  const args = ['finish', ...jobOptions(env, { job, root: getState(env, 'root') })];
+  const status = getInput(env, 'job-status');
+  if (status) args.push('--status', status);
+  log(display('ci-cache', args));
+  const result = run(exe, args, { ...env, CI_CACHE_TOKEN: getState(env, 'token') }, ['ignore', 'inherit', 'inherit']);
+  if (result.status !== 0) {
+    throw new ActionError(`ci-cache finish ${describeExit(result)}; see its message above`);
   }
-  if (problem === undefined) return 0;
-  if (strict) {
-    error(problem);
-    return 1;
-  }
-  warning(`${problem} (not failing the job: strict is false)`);
   return 0;
 }
 
@@ -349,7 +320,6 @@ module.exports = {
   ActionError,
   entry,
   escapeCommand,
-  finishStatus,
   getBooleanInput,
   getInput,
   installCiCache,

@@ -13,20 +13,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ci_cache import __version__, config, envformat, fsops, log, osapi, runner, session, summary
-from ci_cache.errors import AllocationMissing, CiCacheError, Interrupted, UsageError, VerifyFailed
+from ci_cache import __version__, config, envformat, fsops, jobstatus, log, osapi, runner, session, summary
+from ci_cache.errors import (
+    AllocationMissing,
+    CiCacheError,
+    Interrupted,
+    NothingAllocated,
+    UsageError,
+    VerifyFailed,
+)
 from ci_cache.providers import job_identity
 from ci_cache.retry import Policy, is_cache_command
 
 Handler = Callable[[argparse.Namespace, Mapping[str, str]], int]
-
-# What CIs call a job's result, mapped to ours: GitLab's CI_JOB_STATUS says failed/canceled, Jenkins says
-# SUCCESS/FAILURE/UNSTABLE/ABORTED, GitHub's job.status says success/failure/cancelled.
-STATUS_ALIASES = {
-    "success": "success", "failure": "failure", "failed": "failure", "cancelled": "cancelled",
-    "canceled": "cancelled", "SUCCESS": "success", "FAILURE": "failure", "UNSTABLE": "failure",
-    "ABORTED": "cancelled",
-}
 
 EPILOG = "Docs: README.md and docs/ in the ci-cache repository. Exit codes: docs/cli.md."
 
@@ -91,15 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("setup", parents=[glob, job], help="allocate the job's caches and print their env",
                        description="Allocate the job's caches and print the env its later steps need, in the "
                        "CI's own format. `finish` later finds the allocation by the job's identity.")
-    p.add_argument("--format", choices=sorted(envformat.FORMATS), help="default: bash, powershell on Windows")
+    p.add_argument("--format", choices=sorted(envformat.FORMATS),
+                   help="default: bash, powershell on Windows; json and github print the allocation as JSON")
     p.set_defaults(handler=cmd_setup)
 
     p = sub.add_parser("finish", parents=[glob, job], help="merge the job's new entries back and release it",
                        description="Merge what the job added into the shared caches (following the merge "
                        "policy), release and delete the job dir, and print a summary.")
-    p.add_argument("--status", choices=sorted(STATUS_ALIASES), default="success",
-                   help="the job's result, for `merge: success` (GitLab's CI_JOB_STATUS and Jenkins' results "
-                   "are accepted as they are)")
+    p.add_argument("--status", metavar="WORD", default="success",
+                   help="the job's result as the CI words it (GitHub's job.status, GitLab's CI_JOB_STATUS, "
+                   "Jenkins' currentBuild.currentResult), for `merge: success`; an unknown word counts as failure")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(handler=cmd_finish)
 
@@ -282,23 +282,21 @@ def cmd_setup(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         alloc = session.setup(ctx, in_process=False)
     except CiCacheError as exc:
-        if ctx.strict or isinstance(exc, UsageError):
+        if ctx.strict or isinstance(exc, UsageError):  # a busy job id (JobBusy) is a UsageError: never `off`
             raise
         log.warn(f"{exc}; the job runs without ci-cache")
         alloc = session.Allocation(job=ctx.identity.job_id, key=ctx.key, job_dir=Path(), mode="off",
-                                   warnings=[str(exc)])
+                                   env={session.TOKEN_VAR: session.NO_TOKEN}, warnings=[str(exc)])
     for warning in alloc.warnings:
         log.warn(warning)
-    if fmt == "json":
-        print(json.dumps(alloc.as_json(), indent=2))
-        return 0
     export = envformat.EnvExport(env=alloc.env, path_prepend=alloc.path_prepend, windows=osapi.IS_WINDOWS,
-                                 ci_env=env)
+                                 ci_env=env, document=alloc.as_json())
     try:
         text = envformat.emit(fmt, export)
     except CiCacheError:
         if alloc.mode != "off":
-            session.finish(ctx, "cancelled")  # nothing was printed: leave no job (nor lease holder) behind
+            # nothing was printed: leave no job (nor lease holder) behind
+            session.finish(ctx, "cancelled", token=alloc.env[session.TOKEN_VAR])
         raise
     if text:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -308,16 +306,22 @@ def cmd_setup(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def cmd_finish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     ctx = make_context(args, env)
-    status = STATUS_ALIASES[args.status]
+    status, unknown = jobstatus.resolve(args.status)
+    if unknown:
+        log.warn(unknown)
     try:
         result = session.finish(ctx, status).as_json()
     except AllocationMissing as exc:
-        if ctx.strict:
+        # No second error after a failed or `off` setup; a missing or foreign allocation fails only --strict.
+        if ctx.strict and not isinstance(exc, NothingAllocated):
             raise
-        log.warn(f"{exc}; nothing to finish")
+        (log.info if isinstance(exc, NothingAllocated) else log.warn)(f"{exc}; nothing to finish")
         if args.json:
-            print(json.dumps({"job": ctx.identity.job_id, "status": status, "warnings": [str(exc)]}))
+            print(json.dumps({"job": ctx.identity.job_id, "status": status,
+                              "warnings": [w for w in (unknown, str(exc)) if w]}))
         return 0
+    if unknown:
+        result["warnings"].insert(0, unknown)
     _report(result, env, as_json=args.json)
     return 0
 

@@ -23,7 +23,7 @@ ENV_PREFIX = "CI_CACHE_"
 # Env vars that belong to ci-cache but are not config keys.
 NON_CONFIG_ENV = frozenset(
     {"CI_CACHE_CONFIG", "CI_CACHE_JOB", "CI_CACHE_DEBUG", "CI_CACHE_TRUSTED", "CI_CACHE_JOB_DIR",
-     "CI_CACHE_INSTALL_SOURCE", "CI_CACHE_SHIM_REAL", "CI_CACHE_QUIET"}
+     "CI_CACHE_INSTALL_SOURCE", "CI_CACHE_SHIM_REAL", "CI_CACHE_QUIET", "CI_CACHE_TOKEN"}
 )
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -25,10 +25,11 @@ Contracts per format (what each output is safe for):
 - ``dotenv``: ``NAME=value`` with the value verbatim (docker ``--env-file``, GitLab dotenv reports);
   line breaks are rejected, and so is a non-empty ``path_prepend`` (dotenv cannot refer to the consumer's
   PATH).
-- ``github``: appends ``NAME<<delimiter`` blocks to ``$GITHUB_ENV`` and dirs to ``$GITHUB_PATH``; prints
-  nothing.
+- ``github``: appends ``NAME<<delimiter`` blocks to ``$GITHUB_ENV`` and dirs to ``$GITHUB_PATH``, then
+  prints what ``json`` prints, for the action that reads it (its outputs, its state).
 - ``gitlab``: ``bash`` on POSIX, ``powershell`` on Windows (the shells of GitLab's shell executor).
-- ``json``: ``{"env": {...}, "path_prepend": [...]}``, ASCII-only.
+- ``json``: the export's ``document`` (the allocation, as ``setup`` describes it) with its ``env`` and
+  ``path_prepend``, as one ASCII-only JSON object.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ import json
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ci_cache.errors import UsageError
 
@@ -59,6 +60,8 @@ class EnvExport:
     path_prepend: Sequence[str]
     windows: bool
     ci_env: Mapping[str, str]
+    # The rest of what `json` (and `github`) print: setup's description of the allocation.
+    document: Mapping[str, Any] = field(default_factory=dict)
 
 
 class EnvFormat(Protocol):
@@ -252,7 +255,7 @@ class GithubFormat:
             # The runner prepends each line in turn, so the first dir must be written last.
             with path_file.open("a", encoding="utf-8", newline="") as f:
                 f.write("".join(d + "\n" for d in reversed(export.path_prepend)))
-        return ""
+        return FORMATS["json"].emit(export)
 
 
 # --- JSON and aliases --------------------------------------------------------------------------------
@@ -261,7 +264,8 @@ class GithubFormat:
 class JsonFormat:
     def emit(self, export: EnvExport) -> str:
         _check(export)
-        return json.dumps({"env": dict(export.env), "path_prepend": list(export.path_prepend)}) + "\n"
+        document = {**export.document, "env": dict(export.env), "path_prepend": list(export.path_prepend)}
+        return json.dumps(document, indent=2) + "\n"
 
 
 class GitlabFormat:

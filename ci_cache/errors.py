@@ -27,6 +27,12 @@ class ConfigError(UsageError):
     """A malformed or invalid ci-cache.yml or CI_CACHE_* variable."""
 
 
+class JobBusy(UsageError):
+    """`setup` or `run` for a job id whose allocation another live setup or run holds."""
+
+    exit_code = 6
+
+
 class LockTimeout(CiCacheError):
     """A lock could not be had within the configured timeout."""
 
@@ -42,7 +48,11 @@ class StoreError(CiCacheError):
 class AllocationMissing(CiCacheError):
     """`finish` found no allocation for the job."""
 
-    exit_code = 4
+    exit_code = 7
+
+
+class NothingAllocated(AllocationMissing):
+    """`finish` carries CI_CACHE_TOKEN=none: its setup allocated nothing (mode off, or the setup failed)."""
 
 
 class VerifyFailed(CiCacheError):
@@ -69,7 +79,7 @@ class RemoteError(CiCacheError):
     Kinds: unreachable, timeout, forbidden, not_found, conflict, server, garbage, corrupt, config.
     """
 
-    exit_code = 6
+    exit_code = 8
 
     def __init__(self, message: str, *, kind: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)

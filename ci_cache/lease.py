@@ -22,6 +22,7 @@ from ci_cache.errors import StoreError
 _PROCESS_TRACKING_VARS = ("JENKINS_NODE_COOKIE", "BUILD_ID", "JENKINS_SERVER_COOKIE", "RUNNER_TRACKING_ID")
 
 READY = b"ready\n"
+BUSY = b"busy\n"
 HANDOVER_QUIET_SECONDS = 5.0
 HOLDER_POLL_SECONDS = 5.0
 
@@ -42,8 +43,16 @@ def take(lease_path: Path, *, timeout: float) -> osapi.FileLockHandle:
     return handle
 
 
+class LeaseTaken(Exception):
+    """Another process holds the lease: the job is set up and alive elsewhere."""
+
+
 def start_holder(lease_path: Path, ttl: float, env: Mapping[str, str]) -> int:
-    """Start a detached process that holds the lease; returns its pid once it holds it."""
+    """Start a detached process that holds the lease; returns its pid once it holds it.
+
+    Raises LeaseTaken when another process holds the lease already: the holder's own non-blocking lock
+    is the one place that decides, so of two setups started at the same instant exactly one gets it.
+    """
     child_env = {k: v for k, v in env.items() if k not in _PROCESS_TRACKING_VARS}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ci_cache.lease", str(lease_path), str(ttl)],
@@ -56,8 +65,12 @@ def start_holder(lease_path: Path, ttl: float, env: Mapping[str, str]) -> int:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     proc.stdout.close()
+    if line == BUSY:
+        proc.wait()
+        raise LeaseTaken(str(lease_path))
     if line != READY:
         proc.kill()
+        proc.wait()
         raise StoreError(f"could not start the lease holder for {lease_path}",
                          hint="run `ci-cache doctor` to check the root")
     return int(proc.pid)
@@ -78,10 +91,12 @@ def stop_holder(pid: int | None, lease_path: Path, *, timeout: float) -> osapi.F
 
 
 def _hold(lease_path: Path, ttl: float) -> int:
+    out = sys.stdout.buffer
     handle = osapi.try_lock(lease_path)
     if handle is None:
+        out.write(BUSY)
+        out.flush()
         return 1
-    out = sys.stdout.buffer
     out.write(READY)
     out.flush()
     os.close(1)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import socket
 import time
 from collections.abc import Mapping
@@ -12,7 +14,7 @@ from typing import Any
 
 from ci_cache import fsops, gc, keyfiles, lease, locks, log, osapi, prune, shims
 from ci_cache.config import Config
-from ci_cache.errors import AllocationMissing, CiCacheError, StoreError, UsageError
+from ci_cache.errors import AllocationMissing, CiCacheError, JobBusy, NothingAllocated, StoreError
 from ci_cache.providers import JobIdentity, job_key
 from ci_cache.store import Store
 from ci_cache.tools import from_config
@@ -20,6 +22,11 @@ from ci_cache.tools.base import CacheTool, MergeRequest, SeedRequest
 
 # How long finish waits for setup's lease holder to let go after being told to stop.
 LEASE_HANDOVER_TIMEOUT = 30.0
+# setup's env carries the allocation's token; `finish` only finalises the record that holds the same one.
+# NO_TOKEN says "this setup allocated nothing" (mode off, or it failed): a finish that carries it does
+# nothing. It is a word, not "", because PowerShell, cmd and Jenkins' withEnv delete a variable set to "".
+TOKEN_VAR = "CI_CACHE_TOKEN"
+NO_TOKEN = "none"
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,7 @@ def setup(ctx: Context, *, in_process: bool) -> Allocation:
     if note:
         alloc.warnings.append(note)
     if mode == "off":
+        alloc.env[TOKEN_VAR] = NO_TOKEN
         return alloc
     store.ensure()
     if ctx.config.gc.on_setup:
@@ -100,47 +108,64 @@ def setup(ctx: Context, *, in_process: bool) -> Allocation:
             gc.maybe_collect(store, grace=ctx.config.gc.grace, interval=ctx.config.gc.interval)
         except (OSError, CiCacheError) as exc:
             log.warn(f"gc at setup failed, continuing: {exc}")
-    _claim(ctx, alloc, in_process=in_process)
-    tools = from_config(ctx.config)
-    started = time.monotonic()
-    for tool in tools:
-        _allocate_tool(ctx, alloc, tool)
-    alloc.phases["seed"] = round(time.monotonic() - started, 4)
-    if mode == "shared":
-        commands = [c for t in tools if t.has_shared_cache for c in t.commands]
-        bin_dir = alloc.job_dir / "bin"
-        shims.install(bin_dir, commands, windows=ctx.windows)
-        if not in_process:
-            alloc.path_prepend.append(str(bin_dir))
-    alloc.env.update({"CI_CACHE_JOB": alloc.job, "CI_CACHE_ROOT": str(ctx.root),
-                      "CI_CACHE_JOB_DIR": str(alloc.job_dir)})
-    _write_record(ctx, alloc, status="ready")
+    token = secrets.token_hex(16)
+    holder_pid = _claim(ctx, alloc, in_process=in_process)
+    try:
+        # The lease is ours now: whatever is left under this job's name is a dead attempt's.
+        if store.job_dir(alloc.key).exists() or store.record(alloc.key).exists():
+            log.info(f"reclaiming the dir of an earlier, dead run of job {alloc.job!r}")
+            release_dir(store.job_dir(alloc.key))
+            fsops.unlink(store.record(alloc.key))
+        alloc.job_dir.mkdir(parents=True)
+        _write_record(ctx, alloc, status="seeding", extra={"holder_pid": holder_pid, "token": token})
+        tools = from_config(ctx.config)
+        started = time.monotonic()
+        for tool in tools:
+            _allocate_tool(ctx, alloc, tool)
+        alloc.phases["seed"] = round(time.monotonic() - started, 4)
+        if mode == "shared":
+            commands = [c for t in tools if t.has_shared_cache for c in t.commands]
+            bin_dir = alloc.job_dir / "bin"
+            shims.install(bin_dir, commands, windows=ctx.windows)
+            if not in_process:
+                alloc.path_prepend.append(str(bin_dir))
+        alloc.env.update({"CI_CACHE_JOB": alloc.job, "CI_CACHE_ROOT": str(ctx.root),
+                          "CI_CACHE_JOB_DIR": str(alloc.job_dir), TOKEN_VAR: token})
+        _write_record(ctx, alloc, status="ready")
+    except BaseException:
+        # A failed setup leaves nothing behind: the finish that may follow it has nothing of its own to find.
+        handle = alloc.lease or lease.stop_holder(holder_pid, store.lease(alloc.key), timeout=LEASE_HANDOVER_TIMEOUT)
+        alloc.lease = None
+        with contextlib.suppress(OSError, CiCacheError):  # what is left, gc reclaims: the lease is free
+            release_dir(alloc.job_dir)
+            fsops.unlink(store.record(alloc.key))
+        handle.release()
+        with contextlib.suppress(OSError, CiCacheError):
+            fsops.unlink(store.lease(alloc.key))
+        raise
     return alloc
 
 
-def _claim(ctx: Context, alloc: Allocation, *, in_process: bool) -> None:
-    """Take the job's lease, then reclaim what a crashed earlier attempt of the same job left."""
+def _claim(ctx: Context, alloc: Allocation, *, in_process: bool) -> int | None:
+    """Take the job's lease; returns the pid of setup's lease holder (None for `run`, which holds it itself).
+
+    Taking it is one non-blocking OS lock, so of two setups of one id started at the same instant exactly
+    one wins; the other fails with JobBusy before it touches anything.
+    """
     store, key = ctx.store, alloc.key
-    busy = UsageError(
-        f"job {alloc.job!r} is already set up and still running (lease {store.lease(key)})",
-        hint="run `ci-cache finish` for it first, or give this job its own id with --job",
-    )
     holder_pid = None
     if in_process:
         alloc.lease = osapi.try_lock(store.lease(key))
-        if alloc.lease is None:
-            raise busy
     else:
-        if lease.is_held(store.lease(key)):
-            raise busy
-        holder_pid = lease.start_holder(store.lease(key), ctx.config.lease_ttl, ctx.env)
-    # The lease is ours now: whatever is left under this job's name is a dead attempt's.
-    if store.job_dir(key).exists() or store.record(key).exists():
-        log.info(f"reclaiming the dir of an earlier, dead run of job {alloc.job!r}")
-        release_dir(store.job_dir(key))
-        fsops.unlink(store.record(key))
-    alloc.job_dir.mkdir(parents=True)
-    _write_record(ctx, alloc, status="seeding", extra={"holder_pid": holder_pid})
+        with contextlib.suppress(lease.LeaseTaken):
+            holder_pid = lease.start_holder(store.lease(key), ctx.config.lease_ttl, ctx.env)
+    if alloc.lease is None and holder_pid is None:
+        raise JobBusy(
+            f"job {alloc.job!r} is already set up and still running: another setup or run holds its lease "
+            f"{store.lease(key)}",
+            hint="give each job its own id with --job / CI_CACHE_JOB, or run `ci-cache finish` for it first",
+        )
+    return holder_pid
 
 
 def _write_record(ctx: Context, alloc: Allocation, *, status: str, extra: dict[str, Any] | None = None) -> None:
@@ -153,6 +178,7 @@ def _write_record(ctx: Context, alloc: Allocation, *, status: str, extra: dict[s
         "mode": alloc.mode,
         "provider": ctx.identity.provider,
         "provider_ids": dict(ctx.identity.details),
+        "ci_job_id": ctx.identity.ci_job_id,
         "trusted": ctx.identity.trusted,
         "trust_reason": ctx.identity.trust_reason,
         "host": socket.gethostname(),
@@ -251,16 +277,35 @@ def merge_decision(ctx: Context, mode: str, status: str) -> tuple[bool, str]:
     return True, f"merge: {policy}"
 
 
-def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = None) -> FinishResult:
-    store, key = ctx.store, ctx.key
+def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = None,
+           token: str | None = None) -> FinishResult:
+    """Merge and release the allocation that this job's own setup made, and nothing else.
+
+    Whose it is: `held` (run holds the lease in process), else `token` or CI_CACHE_TOKEN (what setup
+    exported; NO_TOKEN when it allocated nothing), else, when nothing was carried, the identity alone,
+    refused when the record names another CI job (two CI jobs that were given one id).
+    """
+    store, key, job = ctx.store, ctx.key, ctx.identity.job_id
+    if held is None and token is None:
+        token = ctx.env.get(TOKEN_VAR)
+    if token is not None and token.strip() in ("", NO_TOKEN):
+        raise NothingAllocated(f"job {job!r}: its setup allocated nothing ({TOKEN_VAR}={token.strip()!r}: mode "
+                               "off, or the setup failed)")
     record = store.read_record(key)
+    problem, hint = None, "give each job its own id with --job / CI_CACHE_JOB"
+    theirs = f"the allocation of job {job!r} under {ctx.root} was set up by"
     if record is None:
+        problem = f"no allocation found for job {job!r} under {ctx.root}"
+        hint = "run `ci-cache setup` first, with the same --job/CI_CACHE_JOB and root"
+    elif token is not None and record.get("token") != token:
+        problem = f"{theirs} another setup (its token is not this job's {TOKEN_VAR}); it is left alone"
+    elif (held is None and token is None and record.get("ci_job_id") and ctx.identity.ci_job_id
+          and record["ci_job_id"] != ctx.identity.ci_job_id):
+        problem = f"{theirs} another CI job ({record['ci_job_id']}, not {ctx.identity.ci_job_id}); it is left alone"
+    if record is None or problem is not None:
         if held is not None:
             held.release()
-        raise AllocationMissing(
-            f"no allocation found for job {ctx.identity.job_id!r} under {ctx.root}",
-            hint="run `ci-cache setup` first, with the same --job/CI_CACHE_JOB and root",
-        )
+        raise AllocationMissing(problem or "", hint=hint)
     mode = str(record.get("mode", "isolated"))
     result = FinishResult(job=ctx.identity.job_id, key=key, mode=mode, status=status, merge_decision="",
                           seeded=dict(record.get("seeded", {})))

@@ -18,6 +18,9 @@ class JobIdentity:
     runner_temp: str | None = None
     details: Mapping[str, str] = field(default_factory=dict)
     trust_reason: str = ""
+    # The CI's own id of this job, kept when --job/CI_CACHE_JOB overrides `job_id`: a finish that carries
+    # no token refuses an allocation that another CI job made under the same id. Empty outside a CI.
+    ci_job_id: str = ""
 
 
 class Provider(Protocol):

@@ -22,9 +22,11 @@ class GitHubProvider:
         parts = [env.get(k, "") for k in ("GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_RUN_ATTEMPT",
                                           "GITHUB_JOB", "RUNNER_NAME")]
         trusted, reason = _trust(env)
+        job_id = "github:" + "/".join(parts)
         return JobIdentity(
             provider=self.name,
-            job_id="github:" + "/".join(parts),
+            job_id=job_id,
+            ci_job_id=job_id,
             trusted=trusted,
             trust_reason=reason,
             workspace=env.get("GITHUB_WORKSPACE"),

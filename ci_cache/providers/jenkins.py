@@ -18,11 +18,13 @@ class JenkinsProvider:
 
     def identity(self, env: Mapping[str, str]) -> JobIdentity:
         trusted, reason = _trust(env)
+        # The workspace tells apart parallel branches on one executor; hashed, since it is a path.
+        job_id = (f"jenkins:{env.get('NODE_NAME', '')}/{env.get('BUILD_TAG', '')}/"
+                  f"{env.get('EXECUTOR_NUMBER', '')}/{_short_hash(env.get('WORKSPACE', ''))}")
         return JobIdentity(
             provider=self.name,
-            # The workspace tells apart parallel branches on one executor; hashed, since it is a path.
-            job_id=f"jenkins:{env.get('NODE_NAME', '')}/{env.get('BUILD_TAG', '')}/"
-            f"{env.get('EXECUTOR_NUMBER', '')}/{_short_hash(env.get('WORKSPACE', ''))}",
+            job_id=job_id,
+            ci_job_id=job_id,
             trusted=trusted,
             trust_reason=reason,
             workspace=env.get("WORKSPACE"),

@@ -1,8 +1,11 @@
 // ciCache { ... }: runs a block with a ci-cache allocation of its own (`ci-cache setup`, then `ci-cache finish`).
 //
-// The step holds no cache logic: it maps its options to CLI flags, runs the CLI through `sh` or `bat`, and
-// puts the env that `setup` printed around the block. CPS rules: everything kept across steps is a String,
-// a boolean or a plain Map/List from JsonSlurperClassic; code that is not a step runs in @NonCPS helpers.
+// The step holds no logic (docs/cli.md is the contract): it maps its options to CLI flags, runs the CLI
+// through `sh` or `bat`, puts the env that `setup` printed around the block, and hands `finish` the
+// allocation's token and the build's result as Jenkins words it. ci-cache maps the result and decides its
+// exit code; the step fails exactly when ci-cache exits non-zero. How ci-cache gets onto the agent:
+// docs/install.md. CPS rules: everything kept across steps is a String, a boolean or a plain Map/List from
+// JsonSlurperClassic; code that is not a step runs in @NonCPS helpers.
 import com.cloudbees.groovy.cps.NonCPS
 import groovy.json.JsonSlurperClassic
 import groovy.transform.Field
@@ -23,72 +26,62 @@ def call(Map opts, Closure body) {
     Map o = [:] + (opts ?: [:])
     boolean unix = isUnix()
     ciCacheCalls += 1
-    String job = o.job ? o.job.toString() : defaultJob(env.BUILD_TAG, env.EXECUTOR_NUMBER, ciCacheCalls)
+    int n = ciCacheCalls
+    String job = o.job ? o.job.toString() : defaultJob(env.BUILD_TAG, env.EXECUTOR_NUMBER, n)
     List<String> flags = cliFlags(o, job)
-    // found: the CLI runs, so finish must run too; cli: the command that runs it (install may change it).
-    Map cli = [cmd: baseCommand(o), found: false]
+    List<String> cli = o.install ? installCli(unix, o, n) : baseCommand(o)
+    // A setup that fails stops here, before the block, and leaves nothing to finish (the CLI cleans up).
+    Map info = parseSetup(setupJob(unix, cli, flags, o.install as boolean))
+    if (info == null) {
+        error('ciCache: `ci-cache setup --format json` printed no JSON object; its output is above.')
+    }
+    Map allocation = info.env instanceof Map ? (Map) info.env : [:]
+    echo("ciCache: job ${info.job} (${info.mode}) in ${info.job_dir}")
+    // The build's result as Jenkins words it: FAILURE when the block threw, ABORTED when it was
+    // interrupted, currentBuild.currentResult when it returned. ci-cache maps the word.
+    String status = 'FAILURE'
     boolean bodyDone = false
-    String status = 'failure'
-    String root = null
     def result = null
     try {
-        Map info = parseSetup(setupJob(unix, o, flags, cli))
-        if (info == null) {
-            error('ciCache: `ci-cache setup --format json` printed no JSON object; its output is above.')
-        }
-        root = info.env instanceof Map ? info.env.CI_CACHE_ROOT : null
-        echo("ciCache: job ${info.job} (${info.mode}) in ${info.job_dir}")
         withEnv(envList(info, unix)) {
             result = body()
         }
         bodyDone = true
     } catch (InterruptedException e) {
-        // An abort (FlowInterruptedException is an InterruptedException) is neither success nor failure.
-        status = 'cancelled'
+        // An abort (FlowInterruptedException is an InterruptedException).
+        status = 'ABORTED'
         throw e
     } finally {
         if (bodyDone) {
-            status = buildStatus(currentBuild.currentResult)
+            status = "${currentBuild.currentResult}".toString()
         }
-        if (cli.found) {
-            finishJob(unix, cli.cmd, flags, root, status, bodyDone)
-        }
+        finishJob(unix, cli, flags, allocation, status, bodyDone)
     }
     return result
 }
 
-// Runs setup and returns its stdout. When it fails, tells a missing CLI (a clear error, or a pip install
-// with install: true) from a CLI that ran and failed (its own message is in the log).
-String setupJob(boolean unix, Map o, List<String> flags, Map cli) {
-    Map attempt = trySetup(unix, cli.cmd, flags)
-    if (!attempt.ok && runCli(unix, cli.cmd + ['--help'], 'status') != 0) {
-        if (!o.install) {
-            error(missingMessage(cli.cmd))
-        }
-        cli.cmd = installCli(unix, o, cli.cmd)
-        attempt = trySetup(unix, cli.cmd, flags)
-    }
-    cli.found = true
-    if (!attempt.ok) {
-        error("ciCache: `ci-cache setup` failed (${attempt.error}); its output above says why.")
-    }
-    return attempt.out
-}
-
-Map trySetup(boolean unix, List<String> cmd, List<String> flags) {
+// Runs setup and returns its stdout. When it fails, tells a missing CLI (a clear error) from a CLI that
+// ran and failed (its own message is in the log above).
+String setupJob(boolean unix, List<String> cli, List<String> flags, boolean installed) {
+    String failure = null
     try {
-        return [ok: true, out: runCli(unix, cmd + ['setup', '--format', 'json'] + flags, 'stdout')]
+        return runCli(unix, cli + ['setup', '--format', 'json'] + flags, 'stdout')
     } catch (InterruptedException e) {
         throw e
     } catch (Exception e) {
-        return [ok: false, error: e.message]
+        failure = e.message
     }
+    if (!installed && runCli(unix, cli + ['--help'], 'status') != 0) {
+        error(missingMessage(cli))
+    }
+    error("ciCache: `ci-cache setup` failed (${failure}); its output above says why.")
 }
 
-// Runs `ci-cache finish`; a failure of finish must not hide the block's own exception.
-def finishJob(boolean unix, List<String> cli, List<String> flags, String root, String status, boolean bodyDone) {
+// Runs `ci-cache finish` for the allocation setup made (its root and token). finish's exit code is the
+// step's, but a failure of finish must not hide the block's own exception.
+def finishJob(boolean unix, List<String> cli, List<String> flags, Map allocation, String status, boolean bodyDone) {
     int rc = 0
-    withEnv(root ? ["CI_CACHE_ROOT=${root}".toString()] : []) {
+    withEnv(handleEnv(allocation)) {
         rc = runCli(unix, cli + ['finish', '--status', status] + flags, 'status')
     }
     if (rc != 0) {
@@ -101,26 +94,25 @@ def finishJob(boolean unix, List<String> cli, List<String> flags, String root, S
     }
 }
 
-// pip-installs ci-cache with the agent's python, then returns the command that runs it.
-List<String> installCli(boolean unix, Map o, List<String> cli) {
+// The fallback of docs/install.md: a fresh venv in the workspace's temp dir for this call, with the pip
+// requirement `install` names; returns the command that runs ci-cache from it.
+List<String> installCli(boolean unix, Map o, int n) {
     String python = o.python ? o.python.toString() : (unix ? 'python3' : 'python')
-    List<String> source = installArgs(o.installSource)
-    echo("ciCache: ci-cache not found; installing it: ${python} -m pip install ${source.join(' ')}")
-    int rc = runCli(unix, [python, '-m', 'pip', 'install', '--disable-pip-version-check'] + source, 'status')
+    String venv = venvDir(env.WORKSPACE_TMP, env.WORKSPACE, n, unix)
+    String venvPython = venv + (unix ? '/bin/python' : '\\Scripts\\python.exe')
+    String spec = o.install.toString()
+    echo("ciCache: installing ${spec} into ${venv}")
+    int rc = runCli(unix, [python, '-m', 'venv', '--clear', venv], 'status')
+    if (rc == 0) {
+        rc = runCli(unix, [venvPython, '-m', 'pip', 'install', '--disable-pip-version-check', '--no-input',
+                           '--quiet', spec], 'status')
+    }
     if (rc != 0) {
-        error("ciCache: `${python} -m pip install ${source.join(' ')}` failed with exit code ${rc}. " +
-              "Install ci-cache on this agent yourself, or set installSource: to a source pip can reach.")
+        error("ciCache: installing ${spec} into ${venv} with ${python} failed with exit code ${rc}; its output " +
+              'above says why. Install ci-cache on the agent once (docs/install.md), or set install: to a pip ' +
+              'requirement the agent can reach.')
     }
-    if (runCli(unix, cli + ['--help'], 'status') == 0) {
-        return cli
-    }
-    // pip put the script where PATH does not look (common on Windows): run the module instead.
-    List<String> viaModule = [python, '-m', 'ci_cache']
-    if (!o.executable && runCli(unix, viaModule + ['--help'], 'status') == 0) {
-        return viaModule
-    }
-    error("ciCache: ci-cache was installed by `${python} -m pip` but `${cli.join(' ')}` still does not run. " +
-          "Set executable: to the installed ci-cache, or python: to the interpreter that has it.")
+    return [venvPython, '-m', 'ci_cache']
 }
 
 // Runs one CLI command through sh or bat. what: 'stdout' returns its stdout, 'status' its exit code.
@@ -138,7 +130,7 @@ def runCli(boolean unix, List<String> argv, String what) {
 @NonCPS
 String optionProblem(Map opts) {
     List<String> known = ['mode', 'tools', 'config', 'merge', 'strict', 'root', 'job', 'debug',
-                          'executable', 'python', 'install', 'installSource']
+                          'executable', 'python', 'install']
     for (Object key : (opts ?: [:]).keySet()) {
         if (!known.contains(key.toString())) {
             return "ciCache: unknown option '${key}'. Known options: ${known.join(', ')}.".toString()
@@ -146,6 +138,12 @@ String optionProblem(Map opts) {
     }
     if (opts?.executable && opts?.python) {
         return 'ciCache: give executable: or python:, not both.'
+    }
+    if (opts?.install != null && !(opts.install instanceof CharSequence)) {
+        return "ciCache: install: takes a pip requirement such as 'ci-cache' or 'ci-cache==0.1.0' (docs/install.md)."
+    }
+    if (opts?.install && opts?.executable) {
+        return 'ciCache: give install: or executable:, not both (install: runs ci-cache from the venv it makes).'
     }
     return null
 }
@@ -189,20 +187,17 @@ List<String> cliFlags(Map o, String job) {
 }
 
 @NonCPS
-List<String> installArgs(Object source) {
-    if (source == null) {
-        return ['ci-cache']
-    }
-    if (source instanceof Collection) {
-        return source.collect { it.toString() }
-    }
-    return [source.toString()]
+String venvDir(Object workspaceTmp, Object workspace, int n, boolean unix) {
+    // WORKSPACE_TMP is the workspace's own temp dir (WORKSPACE@tmp); no two running builds share it.
+    String tmp = workspaceTmp ? workspaceTmp.toString() : "${workspace ?: '.'}@tmp".toString()
+    return "${tmp}${unix ? '/' : '\\'}ci-cache-venv-${n}".toString()
 }
 
 @NonCPS
 String missingMessage(List<String> cli) {
     return "ciCache: ci-cache was not found on this agent (tried `${cli.join(' ')}`). " +
-           'Install it on the agent (pip install ci-cache), or let the step install it with ciCache(install: true), ' +
+           'Install it on the agent once (`pip install ci-cache` into a venv on PATH, `pipx install ci-cache` ' +
+           "or `uv tool install ci-cache`; docs/install.md), or let the step install it with install: 'ci-cache', " +
            "or point the step at it with executable: '/path/to/ci-cache' or python: '/path/to/python' " +
            '(runs python -m ci_cache).'
 }
@@ -236,13 +231,16 @@ List<String> envList(Map info, boolean unix) {
     return list
 }
 
+// What finish needs besides the flags: the root and the token of the allocation setup made.
 @NonCPS
-String buildStatus(Object result) {
-    String r = result == null ? 'SUCCESS' : result.toString()
-    if (r == 'SUCCESS') {
-        return 'success'
+List<String> handleEnv(Map allocation) {
+    List<String> list = []
+    for (String name : ['CI_CACHE_ROOT', 'CI_CACHE_TOKEN']) {
+        if (allocation[name]) {
+            list << "${name}=${allocation[name]}".toString()
+        }
     }
-    return r == 'ABORTED' ? 'cancelled' : 'failure'
+    return list
 }
 
 // The script for sh or bat, or null when an argument cannot be put on one command line.

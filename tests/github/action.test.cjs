@@ -62,6 +62,7 @@ const SETUP_JSON = {
     TMPDIR: '/srv/ci cache/jobs/k0123456789/tmp',
     CI_CACHE_JOB: 'gh-7-build-1',
     CI_CACHE_ROOT: '/srv/ci cache',
+    CI_CACHE_TOKEN: '0123456789abcdef0123456789abcdef',
     MULTI_LINE: 'first\nsecond',
   },
   path_prepend: ['/srv/ci cache/bin-a', '/srv/ci cache/bin-b'],
@@ -135,7 +136,7 @@ class Runner {
       ...this.files,
       ...extra,
     };
-    const defaults = { install: 'none', strict: 'false', 'job-status': 'success' };
+    const defaults = { install: '', strict: 'false', 'job-status': 'success' };
     for (const [name, value] of Object.entries({ ...defaults, ...inputs })) {
       env[`INPUT_${name.toUpperCase()}`] = value;
     }
@@ -182,7 +183,7 @@ describe('main step', { skip: POSIX_ONLY }, () => {
   });
   afterEach(() => runner.cleanup());
 
-  it('runs setup once with the mapped options and hands env, PATH, outputs and state on', () => {
+  it('runs setup once with the mapped options, and hands outputs and state on', () => {
     const config = path.join(runner.root, 'my config', 'ci-cache.yml');
     const env = runner.env({
       config,
@@ -199,15 +200,16 @@ describe('main step', { skip: POSIX_ONLY }, () => {
     const setups = result.calls.filter((c) => c.argv[0] === 'setup');
     assert.equal(setups.length, 1, 'setup must run exactly once');
     assert.deepEqual(setups[0].argv, [
-      'setup', '--format', 'json',
+      'setup', '--format', 'github',
       '--config', config, '--job', 'my job', '--mode', 'isolated', '--tools', 'uv,temp',
       '--merge', 'protected', '--strict', '--root', `${runner.root}/the root`, '--debug',
     ]);
     assert.match(result.stderr, /stub: setting up/, 'setup\'s stderr reaches the log');
 
-    assert.deepEqual(runner.read('GITHUB_ENV'), SETUP_JSON.env);
-    // The runner prepends each line, so the last line ends up first on PATH.
-    assert.deepEqual(runner.pathLines(), [...SETUP_JSON.path_prepend].reverse());
+    // `setup --format github` writes GITHUB_ENV and GITHUB_PATH (the CLI's GithubFormat, tested in
+    // tests/unit/test_envformat.py and end to end under act): the action writes neither itself.
+    assert.equal(fs.readFileSync(runner.files.GITHUB_ENV, 'utf8'), '');
+    assert.equal(fs.readFileSync(runner.files.GITHUB_PATH, 'utf8'), '');
     assert.deepEqual(runner.read('GITHUB_OUTPUT'), {
       job: 'gh-7-build-1',
       'job-key': 'k0123456789',
@@ -220,6 +222,7 @@ describe('main step', { skip: POSIX_ONLY }, () => {
       exe: path.join(runner.stubDir, 'ci-cache'),
       job: 'gh-7-build-1',
       root: '/srv/ci cache',
+      token: SETUP_JSON.env.CI_CACHE_TOKEN,
     });
     assert.match(result.stdout, /::warning title=ci-cache::seeding was partial: 100%25 of nothing/);
   });
@@ -227,45 +230,49 @@ describe('main step', { skip: POSIX_ONLY }, () => {
   it('passes no options for empty inputs', () => {
     const result = runner.step('main', runner.env());
     assert.equal(result.status, 0, result.stdout + result.stderr);
-    assert.deepEqual(result.calls.map((c) => c.argv), [['setup', '--format', 'json']]);
+    assert.deepEqual(result.calls.map((c) => c.argv), [['setup', '--format', 'github']]);
   });
 
-  it('fails the step when setup fails, and saves no state for post', () => {
-    const result = runner.step('main', runner.env({}, {}, { STUB_SETUP_EXIT: '2', STUB_SETUP_STDOUT: '' }));
-    assert.equal(result.status, 1);
-    assert.match(result.stdout, /::error title=ci-cache::ci-cache setup exited with code 2/);
-    assert.deepEqual(runner.read('GITHUB_STATE'), {});
-    assert.deepEqual(runner.read('GITHUB_ENV'), {});
-  });
+  for (const code of ['2', '4', '6']) {
+    it(`fails the step when setup exits ${code}, and saves no state for post`, () => {
+      const result = runner.step('main', runner.env({}, {}, { STUB_SETUP_EXIT: code, STUB_SETUP_STDOUT: '' }));
+      assert.equal(result.status, 1);
+      assert.match(result.stdout, new RegExp(`::error title=ci-cache::ci-cache setup exited with code ${code}`));
+      assert.deepEqual(runner.read('GITHUB_STATE'), {});
+      assert.deepEqual(runner.read('GITHUB_OUTPUT'), {});
+    });
+  }
 
   it('fails clearly when setup prints no JSON', () => {
     const result = runner.step('main', runner.env({}, {}, { STUB_SETUP_STDOUT: 'export X=1' }));
     assert.equal(result.status, 1);
-    assert.match(result.stdout, /::error title=ci-cache::ci-cache setup --format json printed no valid JSON/);
+    assert.match(result.stdout, /::error title=ci-cache::ci-cache setup --format github printed no valid JSON/);
   });
 
-  it('fails clearly with install: none when ci-cache is not on PATH', () => {
+  it('fails clearly when ci-cache is not on PATH and install is empty', () => {
     fs.rmSync(path.join(runner.stubDir, 'ci-cache'));
     const result = runner.step('main', runner.env());
     assert.equal(result.status, 1);
-    assert.match(result.stdout, /::error title=ci-cache::install: none, but ci-cache is not on PATH/);
+    assert.match(result.stdout, /::error title=ci-cache::ci-cache is not on PATH: install it once on the runner/);
+    assert.match(result.stdout, /docs\/install.md/);
     assert.deepEqual(result.calls, []);
   });
 
-  it('fails outside a runner (no GITHUB_ENV) instead of printing the env nowhere', () => {
+  it('fails outside a runner (no GITHUB_OUTPUT) instead of writing the outputs nowhere', () => {
     const env = runner.env();
-    delete env.GITHUB_ENV;
+    delete env.GITHUB_OUTPUT;
     const result = runner.step('main', env);
     assert.equal(result.status, 1);
-    assert.match(result.stdout, /GITHUB_ENV is not set/);
+    assert.match(result.stdout, /GITHUB_OUTPUT is not set/);
   });
 
   for (const [install, spec] of [
     ['source', lib.REPO_ROOT],
-    ['0.4.1', 'ci-cache==0.4.1'],
-    ['pypi', 'ci-cache'],
+    ['ci-cache==0.4.1', 'ci-cache==0.4.1'],
+    ['ci-cache', 'ci-cache'],
+    ['git+https://git.example.test/ci-cache.git@v1', 'git+https://git.example.test/ci-cache.git@v1'],
   ]) {
-    it(`install: ${install} makes a venv under RUNNER_TEMP and pip-installs ${install}`, () => {
+    it(`install: ${install} makes a fresh venv under RUNNER_TEMP and pip-installs ${spec}`, () => {
       const result = runner.step('main', runner.env({ install, python: runner.python }));
       assert.equal(result.status, 0, result.stdout + result.stderr);
       const venv = path.join(runner.temp, 'ci-cache-venv');
@@ -274,7 +281,7 @@ describe('main step', { skip: POSIX_ONLY }, () => {
       assert.equal(pip.kind, 'venv-python');
       assert.deepEqual(pip.argv.slice(0, 3), ['-m', 'pip', 'install']);
       assert.equal(pip.argv[pip.argv.length - 1], spec);
-      assert.deepEqual(setup.argv, ['setup', '--format', 'json']);
+      assert.deepEqual(setup.argv, ['setup', '--format', 'github']);
       assert.deepEqual(rest, []);
       assert.equal(runner.read('GITHUB_STATE').exe, path.join(venv, 'bin', 'ci-cache'));
       assert.match(result.stdout, /::group::Installing ci-cache/);
@@ -282,16 +289,16 @@ describe('main step', { skip: POSIX_ONLY }, () => {
     });
   }
 
-  it('fails when pip fails, naming what it installed', () => {
-    const result = runner.step('main', runner.env({ install: '1.0', python: runner.python }, {}, { STUB_PIP_EXIT: '1' }));
-    assert.equal(result.status, 1);
-    assert.match(result.stdout, /::error title=ci-cache::pip install ci-cache==1.0 exited with code 1/);
+  it('installs into the venv even when a ci-cache is on PATH: a named requirement wins', () => {
+    const result = runner.step('main', runner.env({ install: 'ci-cache==9.9', python: runner.python }));
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    assert.equal(runner.read('GITHUB_STATE').exe, path.join(runner.temp, 'ci-cache-venv', 'bin', 'ci-cache'));
   });
 
-  it('rejects an unknown install value', () => {
-    const result = runner.step('main', runner.env({ install: 'latest!' }));
+  it('fails when pip fails, naming what it installed', () => {
+    const result = runner.step('main', runner.env({ install: 'ci-cache==1.0', python: runner.python }, {}, { STUB_PIP_EXIT: '1' }));
     assert.equal(result.status, 1);
-    assert.match(result.stdout, /input 'install' must be source, none, pypi or a version/);
+    assert.match(result.stdout, /::error title=ci-cache::pip install ci-cache==1.0 exited with code 1/);
   });
 
   it('fails when the python for the venv cannot be started', () => {
@@ -319,14 +326,22 @@ describe('post step', { skip: POSIX_ONLY }, () => {
     return runner.step('post', runner.env(inputs, state, postExtra));
   }
 
-  it('runs finish for the job setup resolved, with its root and the job status', () => {
+  it('runs finish for the job setup resolved, with its root, its token and the job status', () => {
     const result = mainThenPost({ 'job-status': 'success', tools: 'uv', args: '--debug' });
     assert.equal(result.status, 0, result.stdout + result.stderr);
     assert.deepEqual(result.calls.map((c) => c.argv), [[
       'finish', '--root', '/srv/ci cache', '--job', 'gh-7-build-1', '--tools', 'uv', '--debug',
       '--status', 'success',
     ]]);
+    // The token makes finish finalise this job's allocation and no other (docs/cli.md).
+    assert.equal(result.calls[0].env.CI_CACHE_TOKEN, SETUP_JSON.env.CI_CACHE_TOKEN);
     assert.equal(fs.readFileSync(runner.files.GITHUB_STEP_SUMMARY, 'utf8'), '### stub summary\n');
+  });
+
+  it('hands finish the token main saved, not the one a later step put into the job env', () => {
+    const result = mainThenPost({}, { CI_CACHE_TOKEN: 'another-allocations-token' });
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    assert.equal(result.calls[0].env.CI_CACHE_TOKEN, SETUP_JSON.env.CI_CACHE_TOKEN);
   });
 
   it('hands finish the CI_CACHE_JOB that setup exported, which may differ from its display name', () => {
@@ -339,18 +354,24 @@ describe('post step', { skip: POSIX_ONLY }, () => {
     assert.deepEqual(result.calls.at(-1).argv.slice(0, 5), ['finish', '--root', '/srv/ci cache', '--job', 'gh-7']);
   });
 
-  for (const [given, expected] of [
-    ['success', 'success'],
-    ['failure', 'failure'],
-    ['cancelled', 'cancelled'],
-    [' Failure ', 'failure'],
-    ['CANCELLED', 'cancelled'],
-  ]) {
-    it(`maps job-status '${given}' to --status ${expected}`, () => {
+  it('a setup in mode off hands finish its `none` token: finish then finishes nothing', () => {
+    const off = { job: 'gh-7', job_key: 'k1', job_dir: '.', mode: 'off', env: { CI_CACHE_TOKEN: 'none' } };
+    const first = runner.step('main', runner.env({}, {}, { STUB_SETUP_STDOUT: JSON.stringify(off) }));
+    assert.equal(first.status, 0, first.stdout + first.stderr);
+    const result = runner.step('post', runner.env({}, runner.read('GITHUB_STATE')));
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    assert.deepEqual(result.calls.at(-1).argv, ['finish', '--job', 'gh-7', '--status', 'success']);
+    assert.equal(result.calls.at(-1).env.CI_CACHE_TOKEN, 'none');
+  });
+
+  // ci-cache maps the words (ci_cache/jobstatus.py, tests/unit/test_job_ownership.py): the action passes
+  // the runner's word on as it is, unknown ones included.
+  for (const given of ['success', 'failure', 'cancelled', 'Failure', 'neutral']) {
+    it(`passes job-status '${given}' to finish as it is`, () => {
       const result = mainThenPost({ 'job-status': given });
       assert.equal(result.status, 0, result.stdout + result.stderr);
-      const argv = result.calls[0].argv;
-      assert.deepEqual(argv.slice(-2), ['--status', expected]);
+      assert.deepEqual(result.calls[0].argv.slice(-2), ['--status', given]);
+      assert.doesNotMatch(result.stdout, /::warning/);
     });
   }
 
@@ -360,32 +381,28 @@ describe('post step', { skip: POSIX_ONLY }, () => {
     assert.ok(!result.calls[0].argv.includes('--status'));
   });
 
-  it('reports an unknown job-status as failure, with a warning', () => {
-    const result = mainThenPost({ 'job-status': 'neutral' });
-    assert.equal(result.status, 0);
-    assert.deepEqual(result.calls[0].argv.slice(-2), ['--status', 'failure']);
-    assert.match(result.stdout, /::warning title=ci-cache::unknown job-status 'neutral'/);
-  });
+  // ci-cache's exit policy (docs/cli.md): finish exits 0 unless --strict or a usage error. The action
+  // applies no policy of its own: any non-zero exit fails the post step, and 0 never does.
+  for (const strict of ['false', 'true']) {
+    it(`fails the post step when finish exits non-zero (strict: ${strict})`, () => {
+      const result = mainThenPost({ strict }, { STUB_FINISH_EXIT: '4' });
+      assert.equal(result.status, 1);
+      assert.match(result.stdout, /::error title=ci-cache::ci-cache finish exited with code 4/);
+      assert.equal(result.calls[0].argv.includes('--strict'), strict === 'true');
+    });
 
-  it('does not fail the job when finish fails and strict is false', () => {
-    const result = mainThenPost({ strict: 'false' }, { STUB_FINISH_EXIT: '4' });
-    assert.equal(result.status, 0);
-    assert.match(result.stdout, /::warning title=ci-cache::ci-cache finish exited with code 4/);
-    assert.doesNotMatch(result.stdout, /::error/);
-  });
+    it(`succeeds when finish exits 0 (strict: ${strict})`, () => {
+      const result = mainThenPost({ strict });
+      assert.equal(result.status, 0, result.stdout + result.stderr);
+      assert.doesNotMatch(result.stdout, /::(error|warning)/);
+    });
+  }
 
-  it('fails the post step when finish fails and strict is true', () => {
-    const result = mainThenPost({ strict: 'true' }, { STUB_FINISH_EXIT: '4' });
-    assert.equal(result.status, 1);
-    assert.match(result.stdout, /::error title=ci-cache::ci-cache finish exited with code 4/);
-    assert.ok(result.calls[0].argv.includes('--strict'));
-  });
-
-  it('warns without failing when the saved ci-cache cannot be started', () => {
-    const state = { exe: path.join(runner.root, 'gone', 'ci-cache'), job: 'j', root: '' };
+  it('fails when the saved ci-cache cannot be started', () => {
+    const state = { exe: path.join(runner.root, 'gone', 'ci-cache'), job: 'j', root: '', token: 't' };
     const result = runner.step('post', runner.env({}, state));
-    assert.equal(result.status, 0);
-    assert.match(result.stdout, /::warning title=ci-cache::could not start/);
+    assert.equal(result.status, 1);
+    assert.match(result.stdout, /::error title=ci-cache::could not start/);
   });
 
   it('does nothing when main did not set up a job', () => {
@@ -399,7 +416,8 @@ describe('post step', { skip: POSIX_ONLY }, () => {
     const spaced = path.join(runner.root, 'a dir with spaces', 'ci-cache');
     fs.mkdirSync(path.dirname(spaced));
     runner.writeStub(spaced, 'ci-cache');
-    const result = runner.step('post', runner.env({}, { exe: spaced, job: 'job with spaces', root: 'C:\\my root' }));
+    const state = { exe: spaced, job: 'job with spaces', root: 'C:\\my root', token: 't' };
+    const result = runner.step('post', runner.env({}, state));
     assert.equal(result.status, 0, result.stdout + result.stderr);
     assert.deepEqual(result.calls[0].argv.slice(0, 5), ['finish', '--root', 'C:\\my root', '--job', 'job with spaces']);
     assert.match(result.stdout, /^ci-cache finish --root "C:\\my root" --job "job with spaces" --status success$/m);

@@ -175,6 +175,12 @@ def _make_repo(path: Path, files: Mapping[str, str]) -> Path:
     return path
 
 
+def _workflow_repo(tmp: Path, name: str) -> tuple[str, Path]:
+    """A repo holding the action and tests/github/workflows/NAME as its workflow; returns both."""
+    workflow = f".github/workflows/{name}"
+    return workflow, _make_repo(tmp / "repo", {workflow: (WORKFLOWS / name).read_text(encoding="utf-8")})
+
+
 def _act(
     tmp: Path, repo: Path, workflow: str, env: Mapping[str, str], extra: Sequence[str] = ()
 ) -> subprocess.CompletedProcess[str]:
@@ -229,8 +235,7 @@ def _report(path: Path) -> dict[str, str]:
 @pytest.mark.wrappers
 @needs_act
 def test_e2e_workflow_merges_jobs_into_the_shared_cache(tmp_path: Path, index: IndexServer) -> None:
-    workflow = ".github/workflows/e2e.yml"
-    repo = _make_repo(tmp_path / "repo", {workflow: (WORKFLOWS / "e2e.yml").read_text(encoding="utf-8")})
+    workflow, repo = _workflow_repo(tmp_path, "e2e.yml")
     root = tmp_path / "ci cache root"  # a space, as on many Windows agents
     report = tmp_path / "report.txt"
     host_tmp = tmp_path / "host-tmp"
@@ -276,6 +281,30 @@ def test_e2e_workflow_merges_jobs_into_the_shared_cache(tmp_path: Path, index: I
 @pytest.mark.integration
 @pytest.mark.wrappers
 @needs_act
+def test_a_failed_setup_fails_its_step_and_its_post_finishes_nothing(tmp_path: Path, index: IndexServer) -> None:
+    workflow, repo = _workflow_repo(tmp_path, "e2e-busy.yml")
+    root = tmp_path / "root"
+    proc = _act(tmp_path, repo, workflow, {"CI_CACHE_ROOT": str(root), "INDEX_URL": index.url})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-20000:]  # the second use has continue-on-error
+    # The second setup failed with ci-cache's own message and exit code, and failed its step ...
+    assert "ci-cache: error: job 'one-id' is already set up and still running" in out, out[-20000:]
+    assert "give each job its own id with --job / CI_CACHE_JOB" in out, out[-20000:]
+    assert "::error title=ci-cache::ci-cache setup exited with code 6" in out, out[-20000:]
+    assert "without ci-cache" not in out, out[-20000:]
+    # ... its post step finished nothing, and the first one's finished (and merged) its own allocation.
+    assert "the main step did not set up a job; nothing to finish" in out, out[-20000:]
+    assert len(re.findall(r"Success - Post \./actions", out)) == 2, out[-20000:]
+    assert "left alone" not in out and "no allocation found" not in out, out[-20000:]
+    assert list((root / "jobs").glob("j*")) == []
+    shared = root / "shared" / "uv"
+    assert any(shared.glob("wheels-v*/**/demo_alpha*")) or any(shared.glob("wheels-v*/**/demo-alpha*")), (
+        sorted(str(p.relative_to(shared)) for p in shared.rglob("*"))[:50])
+
+
+@pytest.mark.integration
+@pytest.mark.wrappers
+@needs_act
 def test_linux_doc_example_runs_unchanged(tmp_path: Path, index: IndexServer) -> None:
     workflow = ".github/workflows/example-linux.yml"
     files = {
@@ -302,7 +331,6 @@ def test_linux_doc_example_runs_unchanged(tmp_path: Path, index: IndexServer) ->
 @pytest.mark.wrappers
 @needs_act
 def test_windows_doc_example_is_a_valid_workflow(tmp_path: Path) -> None:
-    workflow = ".github/workflows/example-windows.yml"
-    repo = _make_repo(tmp_path / "repo", {workflow: (WORKFLOWS / "example-windows.yml").read_text(encoding="utf-8")})
+    workflow, repo = _workflow_repo(tmp_path, "example-windows.yml")
     proc = _act(tmp_path, repo, workflow, {}, ["--validate"])
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,9 +1,11 @@
-"""The GitLab template and CI/CD component (gitlab/), end to end under gitlab-ci-local.
+"""The GitLab template (gitlab/templates/ci-cache/template.yml), end to end under gitlab-ci-local.
 
 gitlab-ci-local (npm, installed by scripts/setup-gitlab-ci-local.sh) runs tests/gitlab's pipelines with
-the shell executor: three concurrent jobs install packages with the real uv from a local index through
-the real ci-cache (this Python's bin dir comes first on PATH), into a temporary CI_CACHE_ROOT. One job
-fails in `script:`; with `merge: success` only the two others may reach the shared cache.
+the shell executor, every job in the one checkout, and says GITLAB_CI=false (ci-cache recognises it as
+GitLab by its CI_JOB_ID and CI_PROJECT_DIR). Three concurrent jobs install packages with the real uv from
+a local index through the real ci-cache (this Python's bin dir comes first on PATH), into a temporary
+CI_CACHE_ROOT. One job fails in `script:`; with `merge: success` only the two others may reach the shared
+cache. The one template file is included both as a file with inputs and as a CI/CD component.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ from ci_cache_index import IndexServer, PackageSpec, build_index
 
 REPO = Path(__file__).resolve().parents[2]
 GITLAB_DIR = REPO / "gitlab"
-TEMPLATE = GITLAB_DIR / "ci-cache.gitlab-ci.yml"
-COMPONENT = GITLAB_DIR / "templates" / "ci-cache" / "template.yml"
+TEMPLATE = GITLAB_DIR / "templates" / "ci-cache" / "template.yml"
 PIPELINES = REPO / "tests" / "gitlab"
 DOC = REPO / "docs" / "gitlab.md"
 BIN = str(Path(sys.executable).parent)
@@ -59,7 +60,7 @@ needs_gitlab_ci_local = pytest.mark.skipif(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The template and the component stay in step
+# One file serves as the template and as the component
 
 
 class _GitlabLoader(yaml.SafeLoader):
@@ -78,26 +79,29 @@ def _load_all(path: Path) -> list[Any]:
     return list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_GitlabLoader))
 
 
-def test_component_has_the_template_scripts_and_inputs_for_every_setting() -> None:
-    (template,) = _load_all(TEMPLATE)
-    spec, component = _load_all(COMPONENT)
+def test_one_template_file_has_inputs_for_every_setting() -> None:
+    # The scripts exist once: gitlab/ holds the one file, included as a component or as a file.
+    assert sorted(p.relative_to(GITLAB_DIR).as_posix() for p in GITLAB_DIR.rglob("*") if p.is_file()) == [
+        "templates/ci-cache/template.yml"
+    ]
+    spec, template = _load_all(TEMPLATE)
     inputs = spec["spec"]["inputs"]
-    assert set(inputs) == {"mode", "tools", "config", "merge", "strict", "install_source", "stage"}
-    assert template["variables"] == {"CI_CACHE_INSTALL_SOURCE": inputs["install_source"]["default"]}
+    assert set(inputs) == {"mode", "tools", "config", "merge", "strict", "install", "stage"}
+    assert set(template) == set(HIDDEN_JOBS)
     for job in HIDDEN_JOBS:
-        for key in ("before_script", "after_script"):
-            assert component[job][key] == template[job][key], f"{job}.{key} differs"
-        assert component[job]["stage"] == "$[[ inputs.stage ]]"
-        assert component[job]["variables"] == {
+        assert set(template[job]) == {"stage", "variables", "before_script", "after_script"}
+        assert template[job]["stage"] == "$[[ inputs.stage ]]"
+        assert template[job]["variables"] == {
             "CI_CACHE_MODE": "$[[ inputs.mode ]]",
             "CI_CACHE_TOOLS": "$[[ inputs.tools ]]",
             "CI_CACHE_CONFIG": "$[[ inputs.config ]]",
             "CI_CACHE_MERGE": "$[[ inputs.merge ]]",
             "CI_CACHE_STRICT": "$[[ inputs.strict ]]",
-            "CI_CACHE_INSTALL_SOURCE": "$[[ inputs.install_source ]]",
+            "CI_CACHE_INSTALL_SOURCE": "$[[ inputs.install ]]",
         }
-    # Empty inputs must leave the setting to ci-cache.yml: only install_source and stage have values.
-    assert {k for k, v in inputs.items() if v["default"] != ""} == {"install_source", "stage"}
+    # Empty inputs must leave the setting to ci-cache.yml, and the install to what is on PATH: only
+    # stage has a value.
+    assert {k for k, v in inputs.items() if v["default"] != ""} == {"stage"}
 
 
 def test_wrappers_call_only_documented_commands() -> None:
@@ -144,14 +148,13 @@ def _base_env(tmp: Path) -> dict[str, str]:
 
 
 def _project(tmp: Path, pipeline: str) -> Path:
-    """A git repo holding the pipeline, the jobs, the template and the component (at the repo root's
-    templates/, where GitLab and gitlab-ci-local look for a component)."""
+    """A git repo holding the pipeline, the jobs and the template (at the repo root's templates/, where
+    GitLab and gitlab-ci-local look for a component)."""
     repo = tmp / "project"
     (repo / "templates" / "ci-cache").mkdir(parents=True)
     shutil.copy(PIPELINES / pipeline, repo / ".gitlab-ci.yml")
     shutil.copy(PIPELINES / "jobs.yml", repo / "jobs.yml")
-    shutil.copy(TEMPLATE, repo / "ci-cache.gitlab-ci.yml")
-    shutil.copy(COMPONENT, repo / "templates" / "ci-cache" / "template.yml")
+    shutil.copy(TEMPLATE, repo / "templates" / "ci-cache" / "template.yml")
     _git(repo, "init", "-q", "-b", "main")
     # gitlab-ci-local derives CI_SERVER_FQDN and CI_PROJECT_PATH from the remote (never contacted).
     _git(repo, "remote", "add", "origin", "git@gitlab.invalid:e2e/project.git")
@@ -166,9 +169,9 @@ def _run_pipeline(tmp: Path, pipeline: str, url: str) -> tuple[subprocess.Comple
     out.mkdir()
     env = _base_env(tmp)
     env.update(CI_CACHE_ROOT=str(tmp / "root"), UV_NO_PROGRESS="1", UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never")
-    # gitlab-ci-local says GITLAB_CI=false (it is not GitLab); a real runner says true, and ci-cache's
-    # GitLab provider (job identity from CI_JOB_ID) keys on it.
-    variables = {"GITLAB_CI": "true", "E2E_OUT": str(out), "E2E_INDEX": url, "E2E_PYTHON": sys.executable}
+    # No GITLAB_CI override: gitlab-ci-local says GITLAB_CI=false, and ci-cache must still tell its jobs
+    # apart (their CI_JOB_IDs) although they all run in the one checkout.
+    variables = {"E2E_OUT": str(out), "E2E_INDEX": url, "E2E_PYTHON": sys.executable}
     cmd = [str(GCL), "--shell-executor-no-image", "--no-color", "--concurrency", "3"]
     for name, value in variables.items():
         cmd += ["--variable", f"{name}={value}"]
@@ -219,6 +222,9 @@ def test_concurrent_jobs_get_private_caches_and_only_successful_ones_merge(tmp_p
         assert "job-fail fails on purpose" in log, log
         # gitlab-ci-local flags a failing after_script with "WARN  <job>  after_script".
         assert not re.search(r"WARN\s+job-\S+\s+after_script", log), log
+        # Each job had its own identity: no job found another's lease, none ran without ci-cache.
+        for wrong in ("lease", "without ci-cache", "already set up", "left alone", "no allocation found"):
+            assert wrong not in log, log
 
         # Every job had its own uv cache and temp dir, and job-b's own before_script ran after ci-cache's.
         caches = {job: (out / f"{job}.uv-cache").read_text().strip() for job in JOBS}
@@ -254,3 +260,30 @@ def test_concurrent_jobs_get_private_caches_and_only_successful_ones_merge(tmp_p
         refused = _offline_install(tmp_path, shared, server.url, ["e2e-only-fail"])
         assert refused.returncode != 0, refused.stdout
         assert "e2e-only-fail" in refused.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.wrappers
+@needs_gitlab_ci_local
+@pytest.mark.skipif(UV is None, reason="uv is not installed")
+def test_a_busy_job_id_fails_its_job_and_its_after_script_finishes_nothing(tmp_path: Path) -> None:
+    build_index(tmp_path / "index", SPECS)
+    with IndexServer(tmp_path / "index") as server:
+        proc, _out = _run_pipeline(tmp_path, "busy.gitlab-ci.yml", server.url)
+        log = proc.stdout + proc.stderr
+        assert "PASS  hold" in log, log
+        assert "FAIL  busy" in log, log
+        # busy's setup failed with ci-cache's own error, and its script never ran ...
+        assert "ci-cache: error: job 'one-id' is already set up and still running" in log, log
+        assert "give each job its own id with --job / CI_CACHE_JOB" in log, log
+        assert "without ci-cache" not in log, log
+        assert "busy's script ran" not in log, log
+        # ... its after_script left hold's allocation alone (it names another CI_JOB_ID) and did not fail,
+        assert re.search(r"busy.*was set up by another CI job \(gitlab:.*\); it is left alone", log), log
+        assert not re.search(r"WARN\s+busy\s+after_script", log), log
+        assert "hold's cache survived busy's after_script" in log, log
+        # ... and hold's own after_script merged it.
+        status = _cli_json(tmp_path, "status", "--json")
+        assert status["live_jobs"] == [] and status["stale_jobs"] == [], (status, log)
+        ok = _offline_install(tmp_path, Path(status["shared"]["uv"]["path"]), server.url, ["e2e-only-a"])
+        assert ok.returncode == 0, ok.stderr

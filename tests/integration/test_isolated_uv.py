@@ -124,7 +124,7 @@ def test_finish_without_setup_warns_and_succeeds(lab: Lab) -> None:
     assert proc.returncode == 0
     assert "no allocation found" in proc.stderr
     strict = lab.cli("finish", "--job", "never-set-up", "--strict")
-    assert strict.returncode == 4
+    assert strict.returncode == 7
 
 
 def test_merge_success_policy_skips_failed_jobs(lab: Lab) -> None:
@@ -175,7 +175,7 @@ def test_a_job_id_already_running_is_refused_and_a_dead_ones_leftovers_are_recla
     env = lab.env(CI_CACHE_JOB="twice")
     assert lab.cli("setup", "--mode", "isolated", "--format", "json", env=env).returncode == 0
     again = lab.cli("run", "--mode", "isolated", "--", sys.executable, "-c", "pass", env=env)
-    assert again.returncode == 2
+    assert again.returncode == 6  # JobBusy: its own exit code (docs/cli.md)
     assert "already set up and still running" in again.stderr
     record = json.loads(next((lab.root / "jobs").glob("*.json")).read_text())
     os.kill(record["holder_pid"], 9)  # the job dies without finish

@@ -24,14 +24,16 @@ VARS_DIR = REPO / "jenkins" / "vars"
 # Every case the harness runs; a case missing from its output fails here too.
 CASES = [
     "sh: the block runs with the env of its own job cache",
-    "sh: a failing block still runs finish --status failure, and its exception propagates",
-    "sh: the build result and an abort decide the status finish gets",
+    "sh: a failing block still runs finish --status FAILURE, and its exception propagates",
+    "sh: finish gets the build result and an abort as Jenkins words them",
     "sh: two blocks at once (parallel branches of one build) get two allocations",
     "sh: options map to CLI flags (python -m ci_cache, job)",
     "bat: a Windows agent runs the CLI through bat with Windows quoting",
     "bat: quoting round-trips any argument through the cmd and C runtime model",
     "missing ci-cache gives a clear error and runs neither the block nor finish",
-    "install: true pip-installs ci-cache from installSource when it is missing",
+    "install: makes a fresh venv in WORKSPACE_TMP, pip-installs the requirement and runs ci-cache from it",
+    "a busy job id fails the step with ci-cache's own error; the block does not run, nothing is finished",
+    "finish's exit code is the step's: non-zero fails the build (unless the block failed), zero never does",
     "a bad option value stops at setup with a clear error; an unknown option before any step",
     "CPS rules: no step in a @NonCPS method, no closure in CPS code but the withEnv block",
 ]

@@ -94,7 +94,7 @@ class FakePipeline {
             throw new PipelineError("${kind} was called on a${unix ? ' Unix' : ' Windows'} agent")
         }
         Map<String, String> env = effectiveEnv()
-        Map record = [step: kind, script: script]
+        Map record = [step: kind, script: script, token: env.CI_CACHE_TOKEN]
         String stdout
         int rc
         if (kind == 'sh') {
@@ -183,7 +183,8 @@ def newPipeline = { Map extraEnv = [:] ->
     FakePipeline p = new FakePipeline()
     p.baseEnv.putAll(System.getenv())
     p.baseEnv.putAll([BUILD_TAG: "jenkins-demo-${buildNumber}".toString(), EXECUTOR_NUMBER: '1',
-                      WORKSPACE: ws.path, NODE_NAME: 'agent-1', JENKINS_URL: 'http://127.0.0.1:1/',
+                      WORKSPACE: ws.path, WORKSPACE_TMP: ws.path + '@tmp', NODE_NAME: 'agent-1',
+                      JENKINS_URL: 'http://127.0.0.1:1/',
                       BUILD_NUMBER: buildNumber.toString(), JOB_NAME: 'demo'])
     p.baseEnv.putAll(extraEnv)
     Script step = new GroovyShell(loader, p.binding()).parse(new File(varsDir, 'ciCache.groovy'))
@@ -229,14 +230,17 @@ cases['sh: the block runs with the env of its own job cache'] = {
     assert isUnder(seen.uv, info.job_dir)
     assert isUnder(info.job_dir, root)
     Map finish = calls[-1]
-    assert finish.script.contains("'finish' '--status' 'success'")
+    assert finish.script.contains("'finish' '--status' 'SUCCESS'")
     assert finish.script.endsWith("'--job' '${info.job}'")
     assert finish.status == 0
+    // finish carries the token setup made, so it finalises this allocation and no other.
+    assert info.env.CI_CACHE_TOKEN ==~ /[0-9a-f]{32}/
+    assert finish.token == info.env.CI_CACHE_TOKEN
     assert !new File(info.job_dir).exists(): 'finish releases and deletes the job dir'
     assert calls.size() == 3
 }
 
-cases['sh: a failing block still runs finish --status failure, and its exception propagates'] = {
+cases['sh: a failing block still runs finish --status FAILURE, and its exception propagates'] = {
     def (FakePipeline p, Script step) = newPipeline()
     BodyFailure thrown = new BodyFailure('the build broke')
     String uv = null
@@ -250,17 +254,21 @@ cases['sh: a failing block still runs finish --status failure, and its exception
         assert e.is(thrown)
     }
     Map finish = p.stepsOf('sh')[-1]
-    assert finish.script.contains("'finish' '--status' 'failure'")
+    assert finish.script.contains("'finish' '--status' 'FAILURE'")
     assert finish.status == 0
     assert uv != null && !new File(uv).exists()
     assert p.overlays.isEmpty(): 'withEnv was left'
 }
 
-cases['sh: the build result and an abort decide the status finish gets'] = {
+cases['sh: finish gets the build result and an abort as Jenkins words them'] = {
     def (FakePipeline p, Script step) = newPipeline()
     p.currentBuild.currentResult = 'UNSTABLE'
     step.call { -> }
-    assert p.stepsOf('sh')[-1].script.contains("'--status' 'failure'")
+    assert p.stepsOf('sh')[-1].script.contains("'--status' 'UNSTABLE'")
+    assert p.stepsOf('sh')[-1].status == 0
+    p.currentBuild.currentResult = 'NOT_BUILT'
+    step.call { -> }
+    assert p.stepsOf('sh')[-1].script.contains("'--status' 'NOT_BUILT'")
     p.currentBuild.currentResult = 'SUCCESS'
     try {
         step.call { -> throw new InterruptedException('aborted by user') }
@@ -268,7 +276,8 @@ cases['sh: the build result and an abort decide the status finish gets'] = {
     } catch (InterruptedException e) {
         assert e.message == 'aborted by user'
     }
-    assert p.stepsOf('sh')[-1].script.contains("'--status' 'cancelled'")
+    assert p.stepsOf('sh')[-1].script.contains("'--status' 'ABORTED'")
+    assert p.stepsOf('sh')[-1].status == 0
 }
 
 cases['sh: two blocks at once (parallel branches of one build) get two allocations'] = {
@@ -288,6 +297,12 @@ cases['sh: two blocks at once (parallel branches of one build) get two allocatio
     List<String> jobs = p.stepsOf('sh').collect { (it.script =~ /'--job' '([^']+)'$/)[0][1] }
     String tag = "jenkins-demo-${p.baseEnv.BUILD_NUMBER}-1"
     assert jobs == ["${tag}-1", "${tag}-2", "${tag}-2", "${tag}-1"]*.toString()
+    // The inner finish runs inside the outer block's env, yet carries the inner allocation's own token.
+    List<Map> calls = p.stepsOf('sh')
+    List<String> tokens = [setupJson(calls[0]).env.CI_CACHE_TOKEN, setupJson(calls[1]).env.CI_CACHE_TOKEN]
+    assert tokens[0] != tokens[1]
+    assert calls[2].token == tokens[1] && calls[3].token == tokens[0]
+    assert calls.every { it.status == 0 }
 }
 
 cases['sh: options map to CLI flags (python -m ci_cache, job)'] = {
@@ -302,7 +317,7 @@ cases['sh: options map to CLI flags (python -m ci_cache, job)'] = {
         "'--tools' 'uv,temp' '--job' 'nightly-7'"
     assert setupJson(setup).job == 'nightly-7'
     assert uv != null
-    assert p.stepsOf('sh')[-1].script == "${py} '-m' 'ci_cache' 'finish' '--status' 'success' '--mode' 'isolated' " +
+    assert p.stepsOf('sh')[-1].script == "${py} '-m' 'ci_cache' 'finish' '--status' 'SUCCESS' '--mode' 'isolated' " +
         "'--merge' 'never' '--tools' 'uv,temp' '--job' 'nightly-7'"
 }
 
@@ -338,7 +353,7 @@ cases['bat: a Windows agent runs the CLI through bat with Windows quoting'] = {
     assert seen.existed && isUnder(seen.uv, weirdRoot)
     Map finish = calls[1]
     assert finish.script.startsWith('@"')
-    assert finish.argv == [exe.path, 'finish', '--status', 'success', '--root', weirdRoot, '--mode', 'isolated',
+    assert finish.argv == [exe.path, 'finish', '--status', 'SUCCESS', '--root', weirdRoot, '--mode', 'isolated',
                            '--job',
                            'jenkins-proj-feature%2Ffoo-7-1-1']
     assert finish.status == 0
@@ -384,7 +399,8 @@ cases['missing ci-cache gives a clear error and runs neither the block nor finis
         } catch (PipelineError e) {
             assert e.message.contains('ci-cache was not found on this agent')
             assert e.message.contains('pip install ci-cache')
-            assert e.message.contains('install: true')
+            assert e.message.contains("install: 'ci-cache'")
+            assert e.message.contains('docs/install.md')
             assert e.message.contains('executable:')
         }
         assert !ran
@@ -392,42 +408,106 @@ cases['missing ci-cache gives a clear error and runs neither the block nor finis
     }
 }
 
-cases['install: true pip-installs ci-cache from installSource when it is missing'] = {
-    // A stand-in for the agent's python: records the pip call and "installs" ci-cache, either as a
-    // script on PATH (link) or only as a module that `python3 -m ci_cache` finds (the real one).
-    def fakePythonDir = { String name, boolean link ->
-        File bin = new File(work, name)
-        bin.mkdirs()
-        File py = new File(bin, 'python3')
-        py.text = """#!/bin/sh
-if [ "\$1 \$2 \$3" = "-m pip install" ]; then
-    echo "\$@" >> '${bin.path}/pip.log'
-    ${link ? "ln -sf '${realCli}' '${bin.path}/ci-cache'" : ':'}
+cases['install: makes a fresh venv in WORKSPACE_TMP, pip-installs the requirement and runs ci-cache from it'] = {
+    // A stand-in for the agent's python: `-m venv --clear DIR` makes DIR/bin/python, a python that logs
+    // its pip calls and otherwise is the real one (which has ci-cache), as a venv with ci-cache would be.
+    File bin = new File(work, 'agent-python')
+    bin.mkdirs()
+    File log = new File(bin, 'calls.log')
+    File py = new File(bin, 'python3')
+    py.text = """#!/bin/sh
+echo "agent \$*" >> '${log.path}'
+if [ "\$1 \$2 \$3" = "-m venv --clear" ]; then
+    mkdir -p "\$4/bin"
+    printf '#!/bin/sh\\nif [ "\$1 \$2 \$3" = "-m pip install" ]; then echo "venv \$*" >> "${log.path}"; exit \${FAKE_PIP_EXIT:-0}; fi\\nexec "${python}" "\$@"\\n' > "\$4/bin/python"
+    chmod +x "\$4/bin/python"
     exit 0
 fi
-exec '${python}' "\$@"
+exit 1
 """
-        py.setExecutable(true)
-        return bin
-    }
-    File linked = fakePythonDir('install-script', true)
-    def (FakePipeline p, Script step) = newPipeline([PATH: "${linked.path}:/usr/bin:/bin".toString()])
+    py.setExecutable(true)
+    def (FakePipeline p, Script step) = newPipeline([PATH: "${bin.path}:/usr/bin:/bin".toString()])
     boolean ran = false
-    step.call(install: true, installSource: 'ci-cache==0.1.0') { ran = true }
+    step.call(install: 'ci-cache==0.1.0', mode: 'isolated') { ran = true }
     assert ran
-    assert new File(linked, 'pip.log').text.trim() == '-m pip install --disable-pip-version-check ci-cache==0.1.0'
-    assert p.stepsOf('sh')[-1].script.startsWith("'ci-cache' 'finish' '--status' 'success'")
-    assert p.stepsOf('sh')[-1].status == 0
+    String venv = p.baseEnv.WORKSPACE + '@tmp/ci-cache-venv-1'
+    assert log.readLines() == ["agent -m venv --clear ${venv}".toString(),
+                               'venv -m pip install --disable-pip-version-check --no-input --quiet ci-cache==0.1.0']
+    List<Map> calls = p.stepsOf('sh')
+    assert calls[-2].script.startsWith("'${venv}/bin/python' '-m' 'ci_cache' 'setup' '--format' 'json'")
+    assert calls[-1].script.startsWith("'${venv}/bin/python' '-m' 'ci_cache' 'finish' '--status' 'SUCCESS'")
+    assert calls[-1].status == 0
 
-    // pip installed it where PATH does not look: the step falls back to python -m ci_cache.
-    File moduleOnly = fakePythonDir('install-module', false)
-    def (FakePipeline p2, Script step2) = newPipeline([PATH: "${moduleOnly.path}:/usr/bin:/bin".toString()])
+    // pip fails: a clear error naming what and where; neither setup nor the block runs.
+    log.text = ''
+    def (FakePipeline p2, Script step2) = newPipeline([PATH: "${bin.path}:/usr/bin:/bin".toString(),
+                                                      FAKE_PIP_EXIT: '3'])
     ran = false
-    step2.call(install: true, installSource: ['--no-index', '--find-links', '/wheels', 'ci-cache']) { ran = true }
+    try {
+        step2.call(install: 'ci-cache==0.1.0') { ran = true }
+        assert false: 'a failed install must fail the step'
+    } catch (PipelineError e) {
+        assert e.message.contains('installing ci-cache==0.1.0 into') && e.message.contains('exit code 3')
+        assert e.message.contains('docs/install.md')
+    }
+    assert !ran
+    assert !p2.steps.any { it.script.contains("'setup'") || it.script.contains("'finish'") }
+}
+
+cases['a busy job id fails the step with ci-cache\'s own error; the block does not run, nothing is finished'] = {
+    def (FakePipeline p, Script step) = newPipeline()
+    Map seen = [:]
+    step.call(mode: 'isolated', job: 'one-id') {
+        seen.outer = p.effectiveEnv().UV_CACHE_DIR
+        try {
+            step.call(mode: 'isolated', job: 'one-id') { seen.innerRan = true }
+            assert false: 'a busy job id must fail the step'
+        } catch (PipelineError e) {
+            seen.error = e.message
+        }
+        seen.outerIntact = new File(seen.outer).isDirectory()
+    }
+    assert seen.error.contains('`ci-cache setup` failed (script returned exit code 6)')
+    assert !seen.innerRan
+    assert seen.outerIntact: "the failed setup must not touch the first block's allocation"
+    List<Map> calls = p.stepsOf('sh')
+    // outer setup, inner setup (exit 6), the --help probe that tells a failing CLI from a missing one,
+    // outer finish: the failed setup is followed by no finish at all.
+    assert calls.collect { (it.script =~ /^'ci-cache' '([a-z-]+)'/)[0][1] } == ['setup', 'setup', '--help', 'finish']
+    assert calls[1].status == 6
+    assert calls[-1].status == 0
+    assert !new File(seen.outer).exists()
+}
+
+cases['finish\'s exit code is the step\'s: non-zero fails the build (unless the block failed), zero never does'] = {
+    // A ci-cache whose finish exits 4, as with strict and a failed merge.
+    File bin = new File(work, 'finish-fails')
+    bin.mkdirs()
+    File fake = new File(bin, 'ci-cache')
+    fake.text = "#!/bin/sh\nif [ \"\$1\" = finish ]; then '${realCli}' \"\$@\" >&2; exit 4; fi\nexec '${realCli}' \"\$@\"\n"
+    fake.setExecutable(true)
+    def (FakePipeline p, Script step) = newPipeline()
+    boolean ran = false
+    try {
+        step.call(executable: fake.path, mode: 'isolated') { ran = true }
+        assert false: 'a failing finish must fail the build'
+    } catch (PipelineError e) {
+        assert e.message.contains('`ci-cache finish --status SUCCESS` failed with exit code 4')
+    }
     assert ran
-    assert new File(moduleOnly, 'pip.log').text.trim() ==
-        '-m pip install --disable-pip-version-check --no-index --find-links /wheels ci-cache'
-    assert p2.stepsOf('sh')[-1].script.startsWith("'python3' '-m' 'ci_cache' 'finish' '--status' 'success'")
+    // The block failed: its own exception goes on, finish's failure is a warning beside it.
+    BodyFailure thrown = new BodyFailure('the build broke')
+    try {
+        step.call(executable: fake.path, mode: 'isolated') { throw thrown }
+        assert false
+    } catch (BodyFailure e) {
+        assert e.is(thrown)
+    }
+    assert p.echoes.any { it.startsWith('WARNING: ciCache: `ci-cache finish --status FAILURE` failed with exit code 4') }
+    // The real ci-cache: finish exits 0 without strict even when there is nothing to merge.
+    def (FakePipeline p2, Script step2) = newPipeline()
+    step2.call(mode: 'off') { ran = true }
+    assert p2.stepsOf('sh')[-1].token == 'none'
     assert p2.stepsOf('sh')[-1].status == 0
 }
 
@@ -448,6 +528,15 @@ cases['a bad option value stops at setup with a clear error; an unknown option b
         assert e.message.contains('`ci-cache setup` failed')
     }
     assert !ran
+    assert !p.steps.any { it.script.contains("'finish'") }
+    int before = p.steps.size()
+    try {
+        step.call(install: true) { }
+        assert false
+    } catch (PipelineError e) {
+        assert e.message.contains('install: takes a pip requirement')
+    }
+    assert p.steps.size() == before
 }
 
 cases['CPS rules: no step in a @NonCPS method, no closure in CPS code but the withEnv block'] = {

@@ -399,9 +399,11 @@ def test_github_appends_heredocs_that_parse_back(tmp_path: Path) -> None:
     env_file.write_text("EARLIER=1\n", encoding="utf-8")
     ci_env = {"GITHUB_ENV": str(env_file), "GITHUB_PATH": str(tmp_path / "github_path")}
     values = {k: v for k, v in NASTY.items() if "\r" not in v}
-    assert emit("github", export(values, ci_env=ci_env)) == ""
+    printed = emit("github", export(values, ci_env=ci_env))
     assert _parse_github_env(env_file.read_text(encoding="utf-8")) == {"EARLIER": "1", **values}
     assert not (tmp_path / "github_path").exists()
+    # What the action reads on stdout is what --format json prints.
+    assert printed == emit("json", export(values, ci_env=ci_env))
 
 
 def test_github_path_lines_make_the_first_dir_first(tmp_path: Path) -> None:
@@ -449,6 +451,20 @@ def test_json_is_env_and_path_prepend() -> None:
     out = emit("json", export(NASTY, ["/a"]))
     assert out.isascii()
     assert json.loads(out) == {"env": NASTY, "path_prepend": ["/a"]}
+
+
+def test_json_and_github_print_the_whole_document_with_the_checked_env(tmp_path: Path) -> None:
+    document = {"job": "j\u00fcrgen", "mode": "isolated", "env": {"STALE": "x"}, "warnings": ["w"]}
+    e = EnvExport(env={"A": "1"}, path_prepend=["/bin-a"], windows=False, document=document,
+                  ci_env={"GITHUB_ENV": str(tmp_path / "env"), "GITHUB_PATH": str(tmp_path / "path")})
+    out = emit("json", e)
+    assert out.isascii()
+    # The export's env and path_prepend, the ones every other format renders, win over the document's.
+    assert json.loads(out) == {"job": "j\u00fcrgen", "mode": "isolated", "env": {"A": "1"}, "warnings": ["w"],
+                               "path_prepend": ["/bin-a"]}
+    assert emit("github", e) == out
+    assert _parse_github_env((tmp_path / "env").read_text(encoding="utf-8")) == {"A": "1"}
+    assert (tmp_path / "path").read_text(encoding="utf-8") == "/bin-a\n"
 
 
 @pytest.mark.parametrize(("windows", "same_as"), [(False, "bash"), (True, "powershell")])

@@ -194,15 +194,47 @@ def test_stop_holder_hands_the_lease_over(tmp_path: Path) -> None:
 
 
 @pytest.mark.spawns
-def test_start_holder_fails_clearly_when_the_lease_is_taken(tmp_path: Path) -> None:
+def test_start_holder_says_the_lease_is_taken_when_another_process_holds_it(tmp_path: Path) -> None:
     lease_path = tmp_path / "jobs" / "jghi.lease"
     held = lease.take(lease_path, timeout=5)
     try:
-        with pytest.raises(StoreError) as info:
+        with pytest.raises(lease.LeaseTaken) as info:
             lease.start_holder(lease_path, ttl=DEADLINE, env=dict(os.environ))
         assert str(lease_path) in str(info.value)
     finally:
         held.release()
+
+
+@pytest.mark.spawns
+def test_start_holder_fails_clearly_when_the_holder_cannot_lock_at_all(tmp_path: Path) -> None:
+    (tmp_path / "jobs").write_text("a file where the jobs dir should be")
+    lease_path = tmp_path / "jobs" / "jghi.lease"
+    with pytest.raises(StoreError) as info:
+        lease.start_holder(lease_path, ttl=DEADLINE, env=dict(os.environ))
+    assert str(lease_path) in str(info.value)
+    assert not isinstance(info.value, lease.LeaseTaken)
+
+
+@pytest.mark.spawns
+def test_of_holders_started_at_once_exactly_one_gets_the_lease(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    lease_path = tmp_path / "jobs" / "jrace.lease"
+
+    def start() -> int | None:
+        try:
+            return lease.start_holder(lease_path, ttl=DEADLINE * 5, env=dict(os.environ))
+        except lease.LeaseTaken:
+            return None
+
+    with ThreadPoolExecutor(4) as pool:
+        pids = list(pool.map(lambda _: start(), range(4)))
+    winners = [pid for pid in pids if pid is not None]
+    try:
+        assert len(winners) == 1, pids
+    finally:
+        for pid in winners:
+            kill_and_reap(pid)
 
 
 @pytest.mark.spawns

@@ -110,6 +110,42 @@ def test_gitlab_identity() -> None:
     assert job_identity(other, None).job_id != ident.job_id
 
 
+# What gitlab-ci-local (4.x) gives a job run with the shell executor: GITLAB_CI=false, a random CI_JOB_ID
+# per job, and the checkout as CI_PROJECT_DIR for every job of the pipeline.
+GITLAB_CI_LOCAL = {
+    "GITLAB_CI": "false",
+    "CI_SERVER_HOST": "gitlab.invalid",
+    "CI_PROJECT_ID": "1217",
+    "CI_JOB_ID": "113162",
+    "CI_JOB_NAME": "job-a",
+    "CI_PROJECT_DIR": "/home/dev/project",
+    "CI_BUILDS_DIR": "/home/dev/project",
+}
+
+
+def test_gitlab_ci_local_is_gitlab_and_tells_the_jobs_of_one_checkout_apart() -> None:
+    assert detect(GITLAB_CI_LOCAL).name == "gitlab"
+    ident = job_identity(GITLAB_CI_LOCAL, None)
+    assert ident.provider == "gitlab"
+    assert ident.job_id == "gitlab:gitlab.invalid/1217/113162"
+    other = job_identity({**GITLAB_CI_LOCAL, "CI_JOB_ID": "617638", "CI_JOB_NAME": "job-b"}, None)
+    assert other.job_id != ident.job_id
+    assert job_key(other.job_id) != job_key(ident.job_id)
+    assert not ident.trusted  # no protected ref: a local pipeline never writes under merge: protected
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"GITLAB_CI": "false", "CI_PROJECT_DIR": "/p"},  # no job id: nothing to tell jobs apart by
+        {"GITLAB_CI": "false", "CI_JOB_ID": "7"},  # no project dir: not a job of a pipeline
+        {"CI_JOB_ID": "7", "CI_PROJECT_DIR": "/p"},  # no GITLAB_CI at all: some other CI
+    ],
+)
+def test_gitlab_needs_gitlab_ci_and_a_job_id_and_a_project_dir(env: dict[str, str]) -> None:
+    assert detect(env).name == "local"
+
+
 def test_jenkins_identity_tells_executors_apart() -> None:
     ident = job_identity(JENKINS, None)
     assert ident.provider == "jenkins"
@@ -214,6 +250,21 @@ def test_ci_cache_job_overrides_the_provider_id_and_the_flag_beats_it() -> None:
     env = {**GITLAB, "CI_CACHE_JOB": "from-env"}
     assert job_identity(env, None).job_id == "from-env"
     assert job_identity(env, "from-flag").job_id == "from-flag"
+
+
+@pytest.mark.parametrize(("env", "expected"), [(GITHUB, "github:"), (GITLAB, "gitlab:"), (JENKINS, "jenkins:")])
+def test_the_ci_job_id_survives_an_override(env: dict[str, str], expected: str) -> None:
+    """finish compares it when no token is carried: two CI jobs given one CI_CACHE_JOB stay apart."""
+    derived = job_identity(env, None)
+    assert derived.ci_job_id == derived.job_id and derived.ci_job_id.startswith(expected)
+    overridden = job_identity({**env, "CI_CACHE_JOB": "shared-name"}, "flag-name")
+    assert overridden.job_id == "flag-name"
+    assert overridden.ci_job_id == derived.ci_job_id
+
+
+def test_outside_a_ci_there_is_no_ci_job_id() -> None:
+    assert job_identity({}, None).ci_job_id == ""
+    assert job_identity({"CI_CACHE_JOB": "x"}, None).ci_job_id == ""
 
 
 def test_bad_ci_cache_job_names_the_variable() -> None:

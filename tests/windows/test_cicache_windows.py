@@ -515,7 +515,7 @@ def test_finish_with_a_shared_archive_file_held_open_keeps_the_exit_code(
 
 ENVDUMP = Path(__file__).resolve().parent / "winside" / "envdump.py"
 DUMPED = ("UV_CACHE_DIR", "UV_LINK_MODE", "PIP_CACHE_DIR", "TEMP", "TMP", "TMPDIR", "CI_CACHE_JOB",
-          "CI_CACHE_ROOT", "CI_CACHE_JOB_DIR")
+          "CI_CACHE_ROOT", "CI_CACHE_JOB_DIR", "CI_CACHE_TOKEN")
 # Characters a Windows folder name may hold that mean something to cmd.
 CMD_SPECIAL_ROOT = "ci cache & 100% (x) ^;,='"
 
