@@ -57,9 +57,9 @@ def probe(uv: str, env: Mapping[str, str]) -> Buckets | None:
             return None
         kept: dict[str, list[str]] = {f: [] for f in FAMILIES}
         for name in os.listdir(cache):
-            family = bucket_family(name)
-            if family is not None and family in kept:
-                kept[family].append(name)
+            bucket_fam = bucket_bucket_fam(name)
+            if bucket_fam is not None and bucket_fam in kept:
+                kept[bucket_fam].append(name)
     if any(len(names) != 1 for names in kept.values()):
         return None
     return Buckets(**{family: names[0] for family, names in kept.items()})
