@@ -57,7 +57,7 @@ def probe(uv: str, env: Mapping[str, str]) -> Buckets | None:
             return None
         kept: dict[str, list[str]] = {f: [] for f in FAMILIES}
         for name in os.listdir(cache):
-            bucket_fam = bucket_bucket_fam(name)
+            bucket_fam = bucket_family(name)
             if bucket_fam is not None and bucket_fam in kept:
                 kept[bucket_fam].append(name)
     if any(len(names) != 1 for names in kept.values()):
