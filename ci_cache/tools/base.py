@@ -190,6 +190,10 @@ class PullSession(Protocol):
         """None to pull the entry's blobs and install it; else why not (another platform, already here)."""
         ...
 
+    def present(self, entry: Entry) -> None:
+        """The cache already had this entry (`accept` said PRESENT): what it stands for is met."""
+        ...
+
     def install(self, pulled: Sequence[Pulled]) -> ImportStats:
         """Install verified entries into the cache. The caller holds ci-cache's writer lock."""
         ...
