@@ -65,11 +65,12 @@ class LocalView:
             for file in _listdir(folder):
                 if file.endswith(".http"):
                     try:
-                        sha = wheel_pointer(file, (folder / file).read_bytes()).sha256
+                        wheel = wheel_pointer(file, (folder / file).read_bytes())
                     except (OSError, PointerError):
                         continue
-                    if sha:
-                        found.add(sha)
+                    # A pointer whose archive is gone (a dangling one) is a miss: the remote may mend it.
+                    if wheel.sha256 and (self.cache / self.buckets.archive / wheel.archive).is_dir():
+                        found.add(wheel.sha256)
         for folder in name_folders(self.cache, self.buckets.sdists, name):
             for version in _listdir(folder):
                 pointer = folder / version / "revision.http"
@@ -256,12 +257,14 @@ def _list(value: Any) -> list[Any]:
 class UvRemote:
     """The codec of uv's cache; the bucket versions come from the uv on `env`'s PATH."""
 
-    def __init__(self, env: Mapping[str, str], *, machine: str | None = None) -> None:
+    def __init__(self, env: Mapping[str, str], *, machine: str | None = None, buckets: Buckets | None = None) -> None:
         self.env = env
         self.machine = machine
+        self.buckets = buckets  # None: ask the uv on PATH
 
     def pull_session(self, cache: Path, wanted: Wanted) -> UvPullSession:
-        return UvPullSession(cache, wanted, uv_buckets.current(cache, self.env), machine=self.machine)
+        known = self.buckets or uv_buckets.current(cache, self.env)
+        return UvPullSession(cache, wanted, known, machine=self.machine)
 
     def exports(self, cache: Path, groups: Sequence[str] | None) -> ExportPlan:
         return Exporter(cache).run(groups)
