@@ -260,6 +260,9 @@ version = "0.1.0"
 source = {{ editable = "." }}
 """
 
+# uv export writes a package's wheels on one line.
+WHEELS_LINE = ("wheels = [" + ", ".join(f'{{ url = "https://f.example/{n}.whl", hashes = {{ sha256 = "{h}" }} }}'
+                                       for n, h in (("a", H[1]), ("b", H[2]))) + "]")
 PYLOCK_HASHES = f"""\
 lock-version = "1.0"
 
@@ -267,7 +270,7 @@ lock-version = "1.0"
 name = "demo-alpha"
 version = "1.0.0"
 sdist = {{ url = "https://files.example/demo_alpha-1.0.0.tar.gz", hashes = {{ sha256 = "{H[0]}" }} }}
-wheels = [{{ url = "https://files.example/a.whl", hashes = {{ sha256 = "{H[1]}" }} }}, {{ url = "https://files.example/b.whl", hashes = {{ sha256 = "{H[2]}" }} }}]
+{WHEELS_LINE}
 
 [[packages]]
 name = "certifi"

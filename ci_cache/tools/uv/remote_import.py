@@ -28,6 +28,8 @@ from ci_cache.tools.uv.merge import _group_valid
 from ci_cache.tools.uv.pointers import PointerError, revision_pointer, wheel_pointer
 from ci_cache.tools.uv.remote_names import parse_wheel
 
+# uv links a group to its archive with a text file on Windows, a symlink elsewhere.
+WINDOWS_LINKS = osapi.IS_WINDOWS
 _PART = re.compile(r"^[A-Za-z0-9_+=-][A-Za-z0-9._+=-]{0,199}$")
 _ID = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 
@@ -99,7 +101,7 @@ def check_listing(meta: Mapping[str, Any], buckets: Buckets) -> None:
 def link_text(folder_rel: str, ident: str) -> str:
     """What a link to `archive-v0/<ident>` holds: a relative symlink's text on POSIX; on Windows, the
     text of uv's link file."""
-    if osapi.IS_WINDOWS:
+    if WINDOWS_LINKS:
         return f"{ARCHIVE_BUCKET}/{ident}"
     depth = len([p for p in folder_rel.split("/") if p])
     return "../" * depth + f"{ARCHIVE_BUCKET}/{ident}"
@@ -108,7 +110,7 @@ def link_text(folder_rel: str, ident: str) -> str:
 def put_link(target: Path, text: str) -> None:
     """A link to an archive, made under a temp name and renamed in: a symlink on POSIX, uv's text
     file on Windows."""
-    if osapi.IS_WINDOWS:
+    if WINDOWS_LINKS:
         fsops.write_atomic(target, text.encode())
         return
     tmp = fsops.temp_sibling(target)
