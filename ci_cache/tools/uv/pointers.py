@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 _MAX_DEPTH = 16
@@ -236,19 +238,19 @@ def _local(data: bytes, what: str) -> Any:
     return value[1]
 
 
+def _pointer(name: str, data: bytes, what: str, shape: Callable[[Any], T]) -> T:
+    if name.endswith(".http"):
+        return shape(unpack_msgpack(http_header(data)))
+    if name.endswith(".rev"):
+        return shape(_local(data, f"{what} .rev pointer"))
+    raise PointerError(f"{name}: not a {what} pointer")
+
+
 def wheel_pointer(name: str, data: bytes) -> WheelPointer:
     """Parse a wheel group's `.http` or `.rev` file (`name` says which)."""
-    if name.endswith(".http"):
-        return _wheel(unpack_msgpack(http_header(data)))
-    if name.endswith(".rev"):
-        return _wheel(_local(data, "wheel .rev pointer"))
-    raise PointerError(f"{name}: not a wheel pointer")
+    return _pointer(name, data, "wheel", _wheel)
 
 
 def revision_pointer(name: str, data: bytes) -> RevisionPointer:
     """Parse an sdist version folder's `revision.http` or `revision.rev`."""
-    if name.endswith(".http"):
-        return _revision(unpack_msgpack(http_header(data)))
-    if name.endswith(".rev"):
-        return _revision(_local(data, "revision .rev pointer"))
-    raise PointerError(f"{name}: not a revision pointer")
+    return _pointer(name, data, "revision", _revision)

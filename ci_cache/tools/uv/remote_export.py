@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ci_cache.remote import archive
 from ci_cache.tools.base import Built, Export, ExportPlan
@@ -31,6 +31,7 @@ from ci_cache.tools.uv.layout import (
 from ci_cache.tools.uv.pointers import PointerError, revision_pointer, wheel_pointer
 from ci_cache.tools.uv.seed import _requires
 
+P = TypeVar("P")
 # Listings up to this size travel inside their entry; bigger ones (thousands of versions) as a blob.
 INLINE_LISTING = 256 << 10
 
@@ -95,24 +96,36 @@ class Exporter:
     def _skip(self, rel: str, why: str) -> None:
         self.plan.skipped.append(f"{rel}: {why}")
 
+    def _shared_pointer(self, rel: str, folder: Path, pointer: str | None, local: str,
+                        parse: Callable[[str, bytes], P]) -> tuple[bytes, P] | None:
+        """A pointer's bytes and what they say, if another agent can use it; else None (and why, noted)."""
+        if pointer is None:
+            self._skip(rel, "no pointer")
+            return None
+        if pointer.endswith(".rev"):
+            self._skip(rel, f"{local}: its pointer is only valid beside that file")
+            return None
+        data = _read(folder / pointer)
+        if data is None:
+            self._skip(rel, "its pointer cannot be read")
+            return None
+        try:
+            return data, parse(pointer, data)
+        except PointerError as exc:
+            self._skip(rel, f"unreadable pointer ({exc})")
+            return None
+
     # -- downloaded wheels: a group `<key>`, `<key>.http`, `<key>.msgpack`
 
     def _wheel(self, folder_rel: str, key: str, files: set[str]) -> None:
         rel = f"{folder_rel}/{key}"
         parts = folder_rel.split("/")
         pointer = group_pointer(key, files)
-        if pointer is None:
-            return self._skip(rel, "no pointer")
-        if pointer.endswith(".rev"):
-            return self._skip(rel, "a local file's wheel: its pointer is only valid beside that file")
         folder = self.cache / folder_rel
-        data = _read(folder / pointer)
-        if data is None:
-            return self._skip(rel, "its pointer cannot be read")
-        try:
-            found = wheel_pointer(pointer, data)
-        except PointerError as exc:
-            return self._skip(rel, f"unreadable pointer ({exc})")
+        read = self._shared_pointer(rel, folder, pointer, "a local file's wheel", wheel_pointer)
+        if read is None or pointer is None:
+            return None
+        data, found = read
         wheel = names.parse_wheel(found.filename)
         token = names.source_token(parts[1:-1])
         problem = (
@@ -149,18 +162,11 @@ class Exporter:
     def _sdist(self, rel: str, files: set[str]) -> None:
         parts = rel.split("/")
         pointer = sdist_pointer(files)
-        if pointer is None:
-            return self._skip(rel, "no revision pointer")
-        if pointer.endswith(".rev"):
-            return self._skip(rel, "a local sdist: its pointer is only valid beside that file")
         folder = self.cache / rel
-        data = _read(folder / pointer)
-        if data is None:
-            return self._skip(rel, "its pointer cannot be read")
-        try:
-            found = revision_pointer(pointer, data)
-        except PointerError as exc:
-            return self._skip(rel, f"unreadable pointer ({exc})")
+        read = self._shared_pointer(rel, folder, pointer, "a local sdist", revision_pointer)
+        if read is None or pointer is None:
+            return None
+        data, found = read
         revision = folder / found.revision
         if found.sha256 is None:
             return self._skip(rel, "no sha256 in its pointer")
