@@ -26,6 +26,12 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def requirement_name(text: str) -> str | None:
+    """The normalised name a PEP 508 requirement starts with (`Foo_Bar[x]>=1 ; ...` -> `foo-bar`)."""
+    match = _NAME.match(text)
+    return normalize(match.group(1)) if match else None
+
+
 @dataclass(frozen=True, order=True)
 class Pin:
     """A distribution file a job's files name by hash: a wheel, an sdist, or either (requirements files)."""
@@ -223,9 +229,8 @@ def _requirements_needs(path: Path, lines: Iterable[str], seen: set[Path]) -> Ne
             continue
         if line.startswith("-"):
             continue
-        match = _NAME.match(line)
-        if match:
-            name = normalize(match.group(1))
+        name = requirement_name(line)
+        if name:
             needs.names.add(name)
             needs.resolved.add(name)
             digests = {d.lower() for d in _REQ_HASH.findall(line)}

@@ -96,7 +96,7 @@ def test_export_names_entries_by_buckets_package_version_and_hash(tmp_path: Path
     assert plan.skipped == ["wheels-v7/path/abcd/demo-local/1.0-py3-none-any: a local file's wheel: its pointer is "
                             "only valid beside that file"]
     built = next(i for i in plan.items if i.namespace.endswith("demo-alpha/1.0.0")).build()
-    assert built.meta["requires"] == ["demo-beta"] and built.meta["archive"] == "AlphaArchive0001"
+    assert built.meta["archive"] == "AlphaArchive0001" and built.meta["group"] == "1.0.0-py3-none-any"
     assert set(built.files) == {"pointer", "msgpack"} and set(built.blobs) == {"archive"}
 
     only = Exporter(cache, today="20260102").run([f"{WHEELS}/demo-alpha/1.0.0-py3-none-any", f"{SDISTS}/gone/1.0"])

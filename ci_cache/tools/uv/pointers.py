@@ -8,6 +8,11 @@ Measured on uv 0.13.8 (the version the tests pin), from caches it built from the
   wheel size]`, e.g. `["DqzFa2Sg8GcEWeV8", [{"Sha256": "491a...e9ff"}], "demo_alpha-1.0.0-py3-none-any.whl",
   0, 3470]`. The sha256 is the wheel file's, the one `uv.lock` lists; the archive version 0 means
   `archive-v0`. Older uv wrote the header as a map with the same field names: both are read.
+- The group's `<key>` is `<version>-<python>-<abi>-<platform>`, or `<version>-<16 hex digits>` when the tags
+  are long (every manylinux wheel of the realistic set: `numpy/2.4.6-cp311-cp311-manylinux_2_27_x86_64.
+  manylinux_2_28_x86_64` but `sqlalchemy/2.1.9-516d0c2242d49034`). `<key>.msgpack` is uv's metadata
+  `[name, version, [requires-dist], requires-python, extras, dynamic]`, HTTP-cache framed like the
+  `.http` when it came from the index's `.metadata` file.
 - `<key>.rev` (a wheel from a local file) is plain msgpack `[[mtime s, ns], [archive id, [], filename,
   0, nil]]`: no hash, and only valid while the local file keeps its mtime, so never shared.
 - `sdists-v10/<source>/<name>/<version>/revision.http` has the same framing around `[revision id,
@@ -254,3 +259,20 @@ def wheel_pointer(name: str, data: bytes) -> WheelPointer:
 def revision_pointer(name: str, data: bytes) -> RevisionPointer:
     """Parse an sdist version folder's `revision.http` or `revision.rev`."""
     return _pointer(name, data, "revision", _revision)
+
+
+def requires_dist(data: bytes) -> list[str]:
+    """The Requires-Dist strings of uv's metadata file: a wheel group's `<key>.msgpack` (HTTP-cache
+    framed when it came from the index) or a revision's `metadata.msgpack` (plain msgpack), both
+    `[name, version, [requires-dist...], requires-python, extras, dynamic]` in uv 0.13.8."""
+    try:
+        value = unpack_msgpack(data)
+    except PointerError:
+        value = unpack_msgpack(http_header(data))
+    if isinstance(value, dict):
+        found = value.get("requires_dist", value.get("requires-dist"))
+    elif isinstance(value, list) and len(value) > 2:
+        found = value[2]
+    else:
+        raise PointerError("uv metadata: neither a msgpack array nor a map")
+    return [r for r in found if isinstance(r, str)] if isinstance(found, list) else []

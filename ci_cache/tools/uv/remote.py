@@ -13,14 +13,14 @@ import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
+from ci_cache.keyfiles import requirement_name
 from ci_cache.remote.layout import Entry
 from ci_cache.tools.base import PRESENT, EntryId, ExportPlan, ImportStats, Pulled, Wanted
 from ci_cache.tools.uv import buckets as uv_buckets
 from ci_cache.tools.uv import remote_names as names
 from ci_cache.tools.uv.buckets import Buckets
-from ci_cache.tools.uv.pointers import PointerError, revision_pointer, wheel_pointer
+from ci_cache.tools.uv.pointers import PointerError, requires_dist, revision_pointer, wheel_pointer
 from ci_cache.tools.uv.remote_export import Exporter
 from ci_cache.tools.uv.remote_import import (
     EntryProblem,
@@ -108,6 +108,7 @@ class UvPullSession:
             kinds = self.pins[pin.name]
             kinds[pin.sha256] = "any" if kinds.get(pin.sha256, pin.kind) != pin.kind else pin.kind
         self.unpinned = set(wanted.unpinned) - set(self.pins)
+        self.asked = set(self.pins) | self.unpinned  # what the job named (not the dependencies found on the way)
         self.resolved = set(wanted.resolved)
         self.by_name: set[str] = set()  # names looked up by name, their dependencies included
         self.looked_up: set[str] = set()
@@ -236,22 +237,38 @@ class UvPullSession:
         wanted: set[str] = set()
         for entry in installed:
             if entry.namespace.split("/")[1] in self.by_name:
-                wanted |= {str(r) for r in _list(entry.meta.get("requires"))}
+                wanted |= _dependencies(entry)
         wanted = {w for w in wanted if names.segment_ok(w)}
         fresh = wanted - self.looked_up
         self.resolved |= fresh
         return sorted(self._by_name(fresh) | self._listings(fresh))
 
     def unmet(self) -> list[str]:
-        wanted = (set(self.pins) | self.by_name) & self.looked_up
+        # Dependencies found on the way may be for another platform or Python (markers): not reported.
+        wanted = self.asked & self.looked_up
         return sorted(f"{name}: no entry on the remote" for name in wanted - self.satisfied)
 
     def notes(self) -> list[str]:
         return list(self._notes)
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+def _dependencies(entry: Entry) -> set[str]:
+    """The names an installed wheel requires, from uv's metadata in the entry; requirements of extras
+    are left out (a name alone does not say which extras a job wants)."""
+    data = entry.files.get("msgpack", entry.files.get("metadata"))
+    if data is None:
+        return set()
+    try:
+        requires = requires_dist(data)
+    except PointerError:
+        return set()
+    out = set()
+    for text in requires:
+        _spec, _, marker = text.partition(";")
+        name = requirement_name(text)
+        if name and "extra" not in marker:
+            out.add(name)
+    return out
 
 
 class UvRemote:

@@ -29,7 +29,6 @@ from ci_cache.tools.uv.layout import (
     walk_dirs,
 )
 from ci_cache.tools.uv.pointers import PointerError, revision_pointer, wheel_pointer
-from ci_cache.tools.uv.seed import _requires
 
 P = TypeVar("P")
 # Listings up to this size travel inside their entry; bigger ones (thousands of versions) as a blob.
@@ -131,7 +130,8 @@ class Exporter:
         problem = (
             "no sha256 in its pointer" if found.sha256 is None else
             f"archive version {found.archive_version}, not {ARCHIVE_BUCKET}" if found.archive_version != 0 else
-            "its pointer names another wheel" if wheel is None or wheel.stem != key or wheel.name != parts[-1] else
+            "its pointer names another wheel" if wheel is None or not names.is_group_of(key, wheel)
+            or wheel.name != parts[-1] else
             "not under a pypi, index or url folder" if token is None else
             "its link names another archive than its pointer" if linked_archive(folder / key) != found.archive else
             "its archive is missing" if not (self.cache / ARCHIVE_BUCKET / found.archive).is_dir() else
@@ -149,8 +149,7 @@ class Exporter:
 
         def build() -> Built:
             files_out = {"pointer": data} | ({"msgpack": msgpack} if msgpack is not None else {})
-            return Built({"archive": _pack(archive_dir)}, files_out,
-                         meta | {"requires": sorted(_requires(archive_dir))})
+            return Built({"archive": _pack(archive_dir)}, files_out, meta)
 
         namespace = f"{names.wheels_root(parts[0], ARCHIVE_BUCKET)}/{wheel.name}/{wheel.version}"
         self.plan.items.append(Export(namespace, names.wheel_key(found.sha256, token), build))
@@ -207,8 +206,7 @@ class Exporter:
 
         def build() -> Built:
             files_out = {"pointer": b.data} | ({"metadata": metadata} if metadata is not None else {})
-            return Built({"archive": _pack(archive_dir)}, files_out,
-                         meta | {"requires": sorted(_requires(archive_dir))})
+            return Built({"archive": _pack(archive_dir)}, files_out, meta)
 
         namespace = f"{names.builds_root(b.rel.split('/', 1)[0], ARCHIVE_BUCKET)}/{b.wheel.name}/{b.wheel.version}"
         self.plan.items.append(Export(namespace, names.build_key(b.sha256, b.token, b.shard, filename), build))

@@ -26,7 +26,7 @@ from ci_cache.tools.uv.buckets import Buckets
 from ci_cache.tools.uv.layout import ARCHIVE_BUCKET, SDIST_POINTERS, hold_root_lock
 from ci_cache.tools.uv.merge import _group_valid
 from ci_cache.tools.uv.pointers import PointerError, revision_pointer, wheel_pointer
-from ci_cache.tools.uv.remote_names import parse_wheel
+from ci_cache.tools.uv.remote_names import is_group_of, parse_wheel
 
 # uv links a group to its archive with a text file on Windows, a symlink elsewhere.
 WINDOWS_LINKS = osapi.IS_WINDOWS
@@ -72,7 +72,8 @@ def check_wheel(meta: Mapping[str, Any], files: Mapping[str, bytes], buckets: Bu
         raise EntryProblem(f"unreadable pointer ({exc})") from None
     wheel = parse_wheel(found.filename)
     if (found.archive, found.sha256, found.filename) != (archive_id(meta.get("archive")), meta.get("sha256"),
-                                                         meta.get("filename")) or wheel is None or wheel.stem != group:
+                                                         meta.get("filename")) or wheel is None \
+            or not is_group_of(group, wheel):
         raise EntryProblem("its pointer does not match its metadata")
 
 

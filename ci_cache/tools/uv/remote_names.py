@@ -66,10 +66,13 @@ class WheelName:
     abi: str
     platform: str
 
-    @property
-    def stem(self) -> str:
-        """uv's name for the group of a wheel: `<version>-<python>-<abi>-<platform>`."""
-        return f"{self.version}-{self.python}-{self.abi}-{self.platform}"
+
+def is_group_of(group: str, wheel: WheelName) -> bool:
+    """Whether `group` can be uv's name for this wheel's group: `<version>-<python>-<abi>-<platform>`, or,
+    when the tags are long (measured: manylinux wheels), `<version>-<16 hex digits>`."""
+    tags = f"{wheel.python}-{wheel.abi}-{wheel.platform}"
+    rest = group[len(wheel.version) + 1:] if group.startswith(wheel.version + "-") else None
+    return rest is not None and (rest == tags or bool(re.fullmatch(r"[0-9a-f]{16}", rest)))
 
 
 def parse_wheel(filename: str) -> WheelName | None:
