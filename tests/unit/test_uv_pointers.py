@@ -136,3 +136,14 @@ def test_msgpack_types_uv_does_not_use_and_deep_nesting() -> None:
     with pytest.raises(PointerError, match="container key"):
         unpack_msgpack(b"\x81\x90\x01")
     assert sha("x") != sha("y")
+
+
+def test_requires_dist_plain_and_http_framed() -> None:
+    from ci_cache.tools.uv.pointers import requires_dist
+
+    fields = ["demo-alpha", "1.0.0", ["demo-beta>=1.1", "pytest ; extra == 'test'"], None, ["test"], False]
+    assert requires_dist(pack(fields)) == ["demo-beta>=1.1", "pytest ; extra == 'test'"]
+    assert requires_dist(http_file(fields)) == ["demo-beta>=1.1", "pytest ; extra == 'test'"]
+    assert requires_dist(pack({"requires_dist": ["x"]})) == ["x"]
+    with pytest.raises(PointerError):
+        requires_dist(pack("nope"))

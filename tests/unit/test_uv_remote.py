@@ -478,3 +478,35 @@ def test_index_hash_is_part_of_where_uv_looks(tmp_path: Path) -> None:
     pushed = do_push(store, a)
     assert pushed.entries_pushed == 3 and pushed.blobs_pushed == 1  # same wheel, same archive content
     assert INDEX != "1" * 16
+
+
+def test_groups_of_long_tagged_wheels_are_named_by_a_hash() -> None:
+    wheel = names.parse_wheel("sqlalchemy-2.1.9-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
+    assert wheel is not None
+    assert names.is_group_of("2.1.9-516d0c2242d49034", wheel)
+    assert names.is_group_of("2.1.9-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64", wheel)
+    assert not names.is_group_of("2.1.8-516d0c2242d49034", wheel)
+    assert not names.is_group_of("2.1.9-py3-none-any", wheel)
+
+
+def test_a_hashed_group_exports_and_imports(tmp_path: Path) -> None:
+    a, b, store = tmp_path / "a", tmp_path / "b", memory()
+    folder = add_wheel(a, "demo-native", "2.0", "NativeArchive001", platform="manylinux_2_17_x86_64")
+    for name in os.listdir(folder):  # uv's name for a group whose tags are long
+        os.rename(folder / name, folder / name.replace("2.0-py3-none-manylinux_2_17_x86_64", "2.0-516d0c2242d49034"))
+    assert do_push(store, a).entries_pushed == 2
+    native = sha("demo_native-2.0-py3-none-manylinux_2_17_x86_64.whl")
+    pulled = do_pull(store, b, pins(("demo-native", native, "wheel")))
+    assert pulled.entries_installed == 1
+    assert linked_archive(b / WHEELS / "demo-native" / "2.0-516d0c2242d49034") == "NativeArchive001"
+
+
+def test_the_by_name_closure_leaves_extras_out(tmp_path: Path) -> None:
+    a, b, store = tmp_path / "a", tmp_path / "b", memory()
+    add_wheel(a, "demo-alpha", "1.0.0", "AlphaArchive0001", requires=("demo-beta", "demo-test ; extra == 'test'"))
+    add_wheel(a, "demo-beta", "1.0.0", "BetaArchive00001", requires=("demo-win ; sys_platform == 'win32'",))
+    add_wheel(a, "demo-test", "1.0.0", "TestArchive00001")
+    do_push(store, a)
+    pulled = do_pull(store, b, Wanted(unpinned=frozenset({"demo-alpha"})))
+    assert pulled.entries_installed == 2 and not (b / WHEELS / "demo-test").exists()
+    assert pulled.missing == []  # demo-win (another platform's dependency) is not the job's own request

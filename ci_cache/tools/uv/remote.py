@@ -240,8 +240,9 @@ class UvPullSession:
                 wanted |= _dependencies(entry)
         wanted = {w for w in wanted if names.segment_ok(w)}
         fresh = wanted - self.looked_up
-        self.resolved |= fresh
-        return sorted(self._by_name(fresh) | self._listings(fresh))
+        # The job's files are resolved on install (requirements, pyproject): so are the dependencies.
+        listings = self._listings(fresh) if self.resolved else set()
+        return sorted(self._by_name(fresh) | listings)
 
     def unmet(self) -> list[str]:
         # Dependencies found on the way may be for another platform or Python (markers): not reported.
