@@ -1,16 +1,24 @@
-"""The package names a job needs, read from its lock and requirements files (`key_files`)."""
+"""What a job needs, read from its lock and requirements files (`key_files`): package names, and the
+sha256 of each wheel or sdist the files pin."""
 
 from __future__ import annotations
 
 import glob
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _TOML_NAME = re.compile(r'^\s*name\s*=\s*"([^"]+)"\s*$')
 _PYPROJECT_DEP = re.compile(r'^\s*"([A-Za-z0-9][A-Za-z0-9._-]*)')
+# uv.lock: `hash = "sha256:<hex>"`; pylock.toml: `hashes = { sha256 = "<hex>" }` or a `sha256 = "<hex>"` line.
+_LOCK_HASH = re.compile(r'(?:\bhash\s*=\s*"sha256:|\bsha256\s*=\s*")([0-9a-fA-F]{64})"')
+# requirements: `--hash=sha256:<hex>` (or `--hash sha256:<hex>`), and a URL's `#sha256=<hex>` fragment.
+_REQ_HASH = re.compile(r"(?:--hash[=\s]+sha256:|#sha256=)([0-9a-fA-F]{64})\b")
+
+PinKind = Literal["wheel", "sdist", "any"]
 
 
 def normalize(name: str) -> str:
@@ -18,10 +26,49 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def requirement_name(text: str) -> str | None:
+    """The normalised name a PEP 508 requirement starts with (`Foo_Bar[x]>=1 ; ...` -> `foo-bar`)."""
+    match = _NAME.match(text)
+    return normalize(match.group(1)) if match else None
+
+
+@dataclass(frozen=True, order=True)
+class Pin:
+    """A distribution file a job's files name by hash: a wheel, an sdist, or either (requirements files)."""
+
+    name: str
+    sha256: str
+    kind: PinKind
+
+
+@dataclass
+class Needs:
+    """What one file (with the files it includes) names.
+
+    `unpinned`: names given without any hash (pyproject, plain requirements), so only a name can find
+    them. `resolved`: names that a resolver looks up in the package index (requirements and pyproject
+    are resolved on install; lock files are not), so their index listing matters offline.
+    """
+
+    names: set[str] = field(default_factory=set)
+    pins: set[Pin] = field(default_factory=set)
+    unpinned: set[str] = field(default_factory=set)
+    resolved: set[str] = field(default_factory=set)
+
+    def add(self, other: Needs) -> None:
+        self.names |= other.names
+        self.pins |= other.pins
+        self.unpinned |= other.unpinned
+        self.resolved |= other.resolved
+
+
 @dataclass(frozen=True)
 class KeyFiles:
     files: tuple[Path, ...]
     packages: frozenset[str] | None  # None when a file could not be read for names
+    pins: frozenset[Pin] = frozenset()
+    unpinned: frozenset[str] = frozenset()
+    resolved: frozenset[str] = frozenset()
 
 
 def find(patterns: Sequence[str], base: Path) -> list[Path]:
@@ -36,48 +83,93 @@ def find(patterns: Sequence[str], base: Path) -> list[Path]:
 
 
 def read(patterns: Sequence[str], base: Path) -> KeyFiles:
+    """Everything the files matching `patterns` name. One file of an unknown format makes `packages`
+    None (seed everything) but keeps what the other files pin."""
     files = find(patterns, base)
-    names: set[str] = set()
+    total = Needs()
+    known = True
     for path in files:
-        parsed = names_in(path)
+        parsed = needs_in(path)
         if parsed is None:
-            return KeyFiles(tuple(files), None)
-        names |= parsed
-    return KeyFiles(tuple(files), frozenset(names) if files else None)
+            known = False
+            continue
+        total.add(parsed)
+    packages = frozenset(total.names) if files and known else None
+    return KeyFiles(tuple(files), packages, frozenset(total.pins), frozenset(total.unpinned),
+                    frozenset(total.resolved))
 
 
-def names_in(path: Path, _seen: set[Path] | None = None) -> set[str] | None:
+def names_in(path: Path) -> set[str] | None:
     """The package names in one file, or None when its format is unknown."""
+    needs = needs_in(path)
+    return None if needs is None else needs.names
+
+
+def needs_in(path: Path, _seen: set[Path] | None = None) -> Needs | None:
+    """What one file names, or None when its format is unknown or it cannot be read."""
     name = path.name.lower()
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
     if name == "uv.lock":
-        return _toml_array_names(text.splitlines(), "[[package]]")
+        return _lock_needs(text.splitlines(), "[[package]]")
     if name.startswith("pylock") and name.endswith(".toml"):
-        return _toml_array_names(text.splitlines(), "[[packages]]")
+        return _lock_needs(text.splitlines(), "[[packages]]")
     if name == "pyproject.toml":
-        return _pyproject_names(text.splitlines())
+        names = _pyproject_names(text.splitlines())
+        return Needs(names=names, unpinned=set(names), resolved=set(names))
     if name.endswith((".txt", ".in")):
-        return _requirements_names(path, text.splitlines(), _seen or set())
+        return _requirements_needs(path, text.splitlines(), _seen or set())
     return None
 
 
-def _toml_array_names(lines: Iterable[str], header: str) -> set[str]:
-    names: set[str] = set()
-    in_entry = False
+def _sdist_or_wheel(line: str, table: str) -> PinKind:
+    """Which file a hash in a lock file belongs to, from the key or table it sits in."""
+    key = line.split("=", 1)[0].strip()
+    if key == "sdist" or table.endswith(".sdist"):
+        return "sdist"
+    if key == "wheels" or table.endswith(".wheels") or line.lstrip().startswith("{"):
+        return "wheel"
+    return "any"
+
+
+def _lock_needs(lines: Iterable[str], header: str) -> Needs:
+    """uv.lock and pylock.toml: every package's name, and the hashes of its sdist and wheels.
+
+    uv writes one wheel per line inside `wheels = [...]`; pylock writers use inline arrays or
+    `[[packages.wheels]]` tables. A hash that belongs to neither (an archive URL) pins either kind.
+    """
+    needs = Needs()
+    name: str | None = None
+    table = ""
+    in_wheels = False
     for line in lines:
         stripped = line.strip()
         if stripped.startswith("["):
-            in_entry = stripped == header
+            table = stripped.strip("[]").strip()
+            if stripped == header:
+                name = None
+            elif not table.startswith(header.strip("[]") + "."):
+                name = None if table != header.strip("[]") else name
+            in_wheels = False
             continue
-        if in_entry:
+        if name is None and table == header.strip("[]"):
             match = _TOML_NAME.match(line)
             if match:
-                names.add(normalize(match.group(1)))
-                in_entry = False
-    return names
+                name = normalize(match.group(1))
+                needs.names.add(name)
+            continue
+        if name is None:
+            continue
+        if stripped.startswith("wheels") and "[" in stripped and not stripped.endswith("]"):
+            in_wheels = True
+        for digest in _LOCK_HASH.findall(line):
+            kind: PinKind = "wheel" if in_wheels else _sdist_or_wheel(line, table)
+            needs.pins.add(Pin(name, digest.lower(), kind))
+        if in_wheels and stripped.endswith("]"):
+            in_wheels = False
+    return needs
 
 
 _DEP_KEYS = frozenset({"dependencies", "requires"})
@@ -109,22 +201,41 @@ def _pyproject_names(lines: Iterable[str]) -> set[str]:
     return names
 
 
-def _requirements_names(path: Path, lines: Iterable[str], seen: set[Path]) -> set[str]:
-    seen.add(path.resolve())
-    names: set[str] = set()
+def _logical_lines(lines: Iterable[str]) -> Iterable[str]:
+    """Requirement lines with their `\\` continuations joined, as pip reads them."""
+    pending = ""
     for raw in lines:
-        line = raw.split(" #", 1)[0].strip()
+        if raw.rstrip().endswith("\\"):
+            pending += raw.rstrip()[:-1] + " "
+            continue
+        yield pending + raw
+        pending = ""
+    if pending:
+        yield pending
+
+
+def _requirements_needs(path: Path, lines: Iterable[str], seen: set[Path]) -> Needs:
+    seen.add(path.resolve())
+    needs = Needs()
+    for logical in _logical_lines(lines):
+        line = logical.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
         option = re.match(r"^(-r|-c|--requirement|--constraint)(?:\s+|=)(.+)$", line)
         if option:
             nested = path.parent / option.group(2).strip()
             if nested.resolve() not in seen and nested.is_file():
-                names |= _requirements_names(nested, nested.read_text(errors="replace").splitlines(), seen)
+                needs.add(_requirements_needs(nested, nested.read_text(errors="replace").splitlines(), seen))
             continue
         if line.startswith("-"):
             continue
-        match = _NAME.match(line)
-        if match:
-            names.add(normalize(match.group(1)))
-    return names
+        name = requirement_name(line)
+        if name:
+            needs.names.add(name)
+            needs.resolved.add(name)
+            digests = {d.lower() for d in _REQ_HASH.findall(line)}
+            if digests:
+                needs.pins.update(Pin(name, d, "any") for d in digests)
+            else:
+                needs.unpinned.add(name)
+    return needs

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from ci_cache.keyfiles import KeyFiles, Pin
+from ci_cache.remote.layout import Entry
 
 
 @dataclass
@@ -102,6 +105,123 @@ class VerifyReport:
         return not self.errors
 
 
+# ---------------------------------------------------------------------------------------------------
+# The fleet tier: how a tool's cache maps to remote entries (ci_cache.remote.sync moves them).
+
+EntryId = tuple[str, str]  # (namespace, key) of a remote entry
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a job's key files ask of the remote: files by hash, packages by name, index listings."""
+
+    pins: frozenset[Pin] = frozenset()
+    unpinned: frozenset[str] = frozenset()  # names without a hash: found by name (newest version)
+    resolved: frozenset[str] = frozenset()  # names a resolver looks up: their index listing is pulled too
+
+    @classmethod
+    def from_key_files(cls, found: KeyFiles) -> Wanted:
+        return cls(found.pins, found.unpinned, found.resolved)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.pins or self.unpinned or self.resolved)
+
+
+@dataclass
+class Pulled:
+    """A remote entry, with each blob it names downloaded and verified into a local file."""
+
+    entry: Entry
+    blobs: Mapping[str, Path]
+
+
+# Why `PullSession.accept` declines an entry the cache already has (counted, not reported).
+PRESENT = "already in the cache"
+
+
+@dataclass
+class ImportStats:
+    installed: list[EntryId] = field(default_factory=list)
+    entries: int = 0  # installed into the cache
+    kept_existing: int = 0  # the cache had them already: its copy stays
+    files: int = 0
+    bytes: int = 0
+    skipped: list[str] = field(default_factory=list)  # one line each: what was not installed, and why
+
+
+@dataclass(frozen=True)
+class Built:
+    """The content of one entry to publish: blobs (bytes), small files, and metadata."""
+
+    blobs: Mapping[str, bytes]
+    files: Mapping[str, bytes]
+    meta: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Export:
+    """One entry the remote may lack. `build` packs its blobs: called only when the remote lacks it."""
+
+    namespace: str
+    key: str
+    build: Callable[[], Built]
+
+
+@dataclass
+class ExportPlan:
+    items: list[Export] = field(default_factory=list)
+    roots: list[str] = field(default_factory=list)  # namespace prefixes the items live under
+    skipped: list[str] = field(default_factory=list)  # what cannot be shared, and why
+
+
+class PullSession(Protocol):
+    """One pull into one cache, round by round: what to list, what to take, how to install it."""
+
+    def lookups(self) -> list[str]:
+        """Namespaces to list (one LIST each) for what the cache lacks; empty when nothing is missing."""
+        ...
+
+    def choose(self, found: Sequence[EntryId]) -> list[EntryId]:
+        """The listed entries worth reading."""
+        ...
+
+    def accept(self, entry: Entry) -> str | None:
+        """None to pull the entry's blobs and install it; else why not (another platform, already here)."""
+        ...
+
+    def present(self, entry: Entry) -> None:
+        """The cache already had this entry (`accept` said PRESENT): what it stands for is met."""
+        ...
+
+    def install(self, pulled: Sequence[Pulled]) -> ImportStats:
+        """Install verified entries into the cache. The caller holds ci-cache's writer lock."""
+        ...
+
+    def next_round(self, installed: Sequence[Entry]) -> list[str]:
+        """More namespaces to list, for what the installed entries need in turn (by-name closure)."""
+        ...
+
+    def unmet(self) -> list[str]:
+        """What was wanted and is neither in the cache nor on the remote (one line each)."""
+        ...
+
+    def notes(self) -> list[str]:
+        """Why the session could not look for something at all (e.g. no uv to ask its bucket versions)."""
+        ...
+
+
+class RemoteCodec(Protocol):
+    """A tool's side of the fleet tier: its cache to entries (export) and entries to its cache (pull)."""
+
+    def pull_session(self, cache: Path, wanted: Wanted) -> PullSession:
+        ...
+
+    def exports(self, cache: Path, groups: Sequence[str] | None) -> ExportPlan:
+        """Entries for the given cache-relative groups (what a merge added), or for everything (None)."""
+        ...
+
+
 class CacheTool(Protocol):
     """A cache ci-cache can give each job: the env that points the tool at it, seed and merge; and for the
     shared cache, how to bound it (prune) and which invariants it must keep (verify)."""
@@ -128,4 +248,8 @@ class CacheTool(Protocol):
     def verify(self, cache: Path) -> VerifyReport:
         """Check the cache's own invariants (a missing cache is an empty one); each finding lists what
         fixing it removes."""
+        ...
+
+    def remote(self, env: Mapping[str, str]) -> RemoteCodec | None:
+        """How this tool's cache travels through the fleet tier; None when it does not."""
         ...

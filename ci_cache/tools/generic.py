@@ -104,6 +104,10 @@ class GenericTool:
         """Nothing to check: a file is whole by the way it is written, and no file names another."""
         return base.VerifyReport(cache)
 
+    def remote(self, env: Mapping[str, str]) -> base.RemoteCodec | None:
+        """No fleet tier: ci-cache cannot tell which of these files a job needs, nor key them by content."""
+        return None
+
 
 class TempTool:
     """TEMP, TMP and TMPDIR: a private temp dir per job, and no shared cache to seed from, merge into,
@@ -128,3 +132,7 @@ class TempTool:
 
     def verify(self, cache: Path) -> base.VerifyReport:
         return base.VerifyReport(cache)
+
+    def remote(self, env: Mapping[str, str]) -> base.RemoteCodec | None:
+        """No shared cache, so nothing to share with other agents."""
+        return None

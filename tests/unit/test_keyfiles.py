@@ -220,3 +220,136 @@ def test_read_accepts_absolute_patterns_and_ignores_dirs(tmp_path: Path) -> None
     found = keyfiles.read([str(lock), "requirements.txt"], tmp_path / "elsewhere")
     assert found.files == (lock,)
 
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pins: the sha256 of the files a job's files name, for the fleet tier.
+
+H = [f"{i:x}" * 64 for i in range(1, 10)]
+Pin = keyfiles.Pin
+
+UV_LOCK_HASHES = f"""\
+version = 1
+revision = 3
+
+[[package]]
+name = "demo-alpha"
+version = "1.0.0"
+source = {{ registry = "https://index.example/simple" }}
+dependencies = [
+    {{ name = "demo-beta" }},
+]
+sdist = {{ url = "https://files.example/demo_alpha-1.0.0.tar.gz", hash = "sha256:{H[0]}", size = 10 }}
+wheels = [
+    {{ url = "https://files.example/demo_alpha-1.0.0-cp311-cp311-win_amd64.whl", hash = "sha256:{H[1]}", size = 1 }},
+    {{ url = "https://files.example/demo_alpha-1.0.0-cp311-cp311-manylinux_2_17_x86_64.whl", hash = "sha256:{H[2]}" }},
+]
+
+[[package]]
+name = "Demo_Eta"
+version = "1.0.0"
+source = {{ registry = "https://index.example/simple" }}
+sdist = {{ url = "https://files.example/demo_eta-1.0.0.tar.gz", hash = "sha256:{H[3].upper()}" }}
+
+[package.metadata]
+requires-dist = [{{ name = "demo-alpha" }}]
+
+[[package]]
+name = "myproject"
+version = "0.1.0"
+source = {{ editable = "." }}
+"""
+
+# uv export writes a package's wheels on one line.
+WHEELS_LINE = ("wheels = [" + ", ".join(f'{{ url = "https://f.example/{n}.whl", hashes = {{ sha256 = "{h}" }} }}'
+                                       for n, h in (("a", H[1]), ("b", H[2]))) + "]")
+PYLOCK_HASHES = f"""\
+lock-version = "1.0"
+
+[[packages]]
+name = "demo-alpha"
+version = "1.0.0"
+sdist = {{ url = "https://files.example/demo_alpha-1.0.0.tar.gz", hashes = {{ sha256 = "{H[0]}" }} }}
+{WHEELS_LINE}
+
+[[packages]]
+name = "certifi"
+version = "2024.8.30"
+
+[[packages.wheels]]
+name = "certifi-2024.8.30-py3-none-any.whl"
+hashes = {{ sha256 = "{H[4]}" }}
+
+[packages.sdist]
+name = "certifi-2024.8.30.tar.gz"
+hashes = {{sha256 = "{H[5]}"}}
+
+[[packages]]
+name = "archived"
+[packages.archive]
+url = "https://files.example/archived.zip"
+hashes = {{ sha256 = "{H[6]}" }}
+"""
+
+
+def test_uv_lock_pins_each_wheel_and_sdist_of_each_package(tmp_path: Path) -> None:
+    needs = keyfiles.needs_in(write(tmp_path / "uv.lock", UV_LOCK_HASHES))
+    assert needs is not None
+    assert needs.pins == {Pin("demo-alpha", H[0], "sdist"), Pin("demo-alpha", H[1], "wheel"),
+                          Pin("demo-alpha", H[2], "wheel"), Pin("demo-eta", H[3], "sdist")}
+    assert needs.names == {"demo-alpha", "demo-eta", "myproject"}
+    # A lock is installed as it is: nothing is looked up by name or in the index (the editable project
+    # is local: never pulled).
+    assert needs.unpinned == set() and needs.resolved == set()
+
+
+def test_pylock_pins_inline_arrays_tables_and_archives(tmp_path: Path) -> None:
+    needs = keyfiles.needs_in(write(tmp_path / "pylock.toml", PYLOCK_HASHES))
+    assert needs is not None
+    assert needs.pins == {Pin("demo-alpha", H[0], "sdist"), Pin("demo-alpha", H[1], "wheel"),
+                          Pin("demo-alpha", H[2], "wheel"), Pin("certifi", H[4], "wheel"),
+                          Pin("certifi", H[5], "sdist"), Pin("archived", H[6], "any")}
+
+
+def test_requirements_hashes_continuations_includes_and_urls(tmp_path: Path) -> None:
+    write(tmp_path / "reqs" / "base.txt", f"demo-beta==1.2.0 --hash=sha256:{H[4]}\nplain-name>=1\n")
+    top = write(
+        tmp_path / "requirements.txt",
+        "-r reqs/base.txt\n"
+        "demo-alpha==1.0.0 \\\n"
+        f"    --hash=sha256:{H[0]} \\\n"
+        f"    --hash sha256:{H[1]}\n"
+        "    # via something\n"
+        f"pkg-url @ https://files.example/pkg_url-1.0-py3-none-any.whl#sha256={H[2]}\n",
+    )
+    needs = keyfiles.needs_in(top)
+    assert needs is not None
+    assert needs.pins == {Pin("demo-alpha", H[0], "any"), Pin("demo-alpha", H[1], "any"),
+                          Pin("demo-beta", H[4], "any"), Pin("pkg-url", H[2], "any")}
+    assert needs.unpinned == {"plain-name"}
+    assert needs.resolved == {"demo-alpha", "demo-beta", "plain-name", "pkg-url"}
+    assert needs.names == needs.resolved
+
+
+def test_pyproject_gives_names_only(tmp_path: Path) -> None:
+    needs = keyfiles.needs_in(write(tmp_path / "pyproject.toml", '[project]\ndependencies = ["httpx>=0.27"]\n'))
+    assert needs is not None
+    assert (needs.pins, needs.unpinned, needs.resolved) == (set(), {"httpx"}, {"httpx"})
+
+
+def test_read_unions_pins_and_keeps_them_beside_an_unknown_format(tmp_path: Path) -> None:
+    write(tmp_path / "uv.lock", UV_LOCK_HASHES)
+    write(tmp_path / "requirements.txt", f"demo-eta==1.0.0 --hash=sha256:{H[3]}\nrich\n")
+    write(tmp_path / "environment.yml", "dependencies: [numpy]\n")
+    found = keyfiles.read(["uv.lock", "requirements.txt", "environment.yml"], tmp_path)
+    assert found.packages is None  # seeding takes everything
+    assert Pin("demo-eta", H[3], "sdist") in found.pins and Pin("demo-eta", H[3], "any") in found.pins
+    assert found.unpinned == {"rich"} and found.resolved == {"demo-eta", "rich"}
+
+
+def test_no_key_file_wants_nothing(tmp_path: Path) -> None:
+    from ci_cache.tools.base import Wanted
+
+    assert Wanted.from_key_files(keyfiles.read(["uv.lock", "requirements*.txt"], tmp_path)).empty
+    write(tmp_path / "uv.lock", UV_LOCK_HASHES)
+    assert not Wanted.from_key_files(keyfiles.read(["uv.lock"], tmp_path)).empty

@@ -19,6 +19,7 @@ from ci_cache.tools.base import (
     MergeStats,
     PruneReport,
     PruneRequest,
+    RemoteCodec,
     SeedRequest,
     SeedStats,
     VerifyReport,
@@ -60,6 +61,9 @@ class FakeTool:
 
     def verify(self, cache: Path) -> VerifyReport:
         return VerifyReport(cache, list(self.findings), checked={"things": 2})
+
+    def remote(self, env: Mapping[str, str]) -> RemoteCodec | None:
+        return None
 
 
 def test_the_tools_implement_the_protocol(store: Store) -> None:

@@ -9,6 +9,7 @@ from ci_cache.tools import base
 from ci_cache.tools.uv.layout import DEEPEST_SUFFIX, archive_ids, find_uv, interpreter_store
 from ci_cache.tools.uv.merge import Merger
 from ci_cache.tools.uv.prune import prune_cache
+from ci_cache.tools.uv.remote import UvRemote
 from ci_cache.tools.uv.seed import Seeder
 from ci_cache.tools.uv.verify import verify_cache
 
@@ -39,3 +40,6 @@ class UvTool:
 
     def verify(self, cache: Path) -> base.VerifyReport:
         return verify_cache(cache)
+
+    def remote(self, env: Mapping[str, str]) -> base.RemoteCodec | None:
+        return UvRemote(env)

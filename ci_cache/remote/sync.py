@@ -1,0 +1,316 @@
+"""Pull what a job needs from the remote into a cache, and push what a cache gained: tool-agnostic.
+
+The tool's codec (`CacheTool.remote`) says what to look for and how entries map to its cache; this
+module moves them: LISTs and GETs in parallel under one time budget, blobs verified by sha256 into
+temp files beside the cache, entries published blobs first and create-if-absent. A RemoteError never
+escapes (unless `strict`): it becomes a one-line warning in the report, and the job goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ci_cache import fsops
+from ci_cache.errors import RemoteError
+from ci_cache.remote import layout
+from ci_cache.remote.budget import Budget
+from ci_cache.remote.cas import Cas
+from ci_cache.remote.layout import BlobRef, Entry
+from ci_cache.remote.objectstore import ObjectStore
+from ci_cache.remote.progress import Progress
+from ci_cache.remote.transfer import Batch, run_all
+from ci_cache.tools.base import PRESENT, EntryId, Export, Pulled, RemoteCodec, Wanted
+
+# (label, items, bytes or None) -> a Progress, for the phases that move bytes.
+ProgressFactory = Callable[[str, int, int | None], Progress]
+# Above this many entries to push, one LIST per namespace root beats a HEAD per entry.
+_LIST_INSTEAD_OF_HEAD = 32
+# Packing holds a whole archive in memory: only this many at once.
+_PACKING = 4
+
+
+@dataclass
+class PullReport:
+    lookups: int = 0  # namespaces listed
+    entries_read: int = 0
+    entries_installed: int = 0
+    entries_present: int = 0  # the cache had them already
+    entries_skipped: list[str] = field(default_factory=list)  # another platform, unusable, ...
+    missing: list[str] = field(default_factory=list)  # wanted, and nowhere on the remote
+    blobs: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["entries_skipped"] = self.entries_skipped[:50]
+        data["missing"] = self.missing[:50]
+        return data
+
+
+@dataclass
+class PushReport:
+    entries: int = 0  # entries the cache offered
+    entries_pushed: int = 0
+    entries_present: int = 0  # the remote had them (or another agent published them meanwhile)
+    blobs_pushed: int = 0
+    blobs_present: int = 0
+    bytes: int = 0  # uploaded
+    seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # what cannot be shared, and why
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["skipped"] = self.skipped[:50]
+        return data
+
+
+class _Errors:
+    """RemoteErrors met along the way, summed up as one warning line per kind of failure."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, RemoteError] = {}
+        self.count: dict[str, int] = {}
+
+    def add(self, error: RemoteError) -> None:
+        self.first.setdefault(error.kind, error)
+        self.count[error.kind] = self.count.get(error.kind, 0) + 1
+
+    def add_batch(self, batch: Batch[Any, Any]) -> None:
+        for outcome in batch.failed:
+            assert outcome.error is not None
+            self.add(outcome.error)
+
+    def lines(self) -> list[str]:
+        out = []
+        for kind, error in self.first.items():
+            more = self.count[kind] - 1
+            out.append(str(error) + (f" (and {more} more like it)" if more else ""))
+        return out
+
+    def raise_first(self) -> None:
+        if self.first:
+            raise next(iter(self.first.values()))
+
+
+def _today() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _list(store: ObjectStore, budget: Budget, namespaces: Sequence[str], concurrency: int,
+                errors: _Errors) -> list[EntryId]:
+    batch = await run_all(list(namespaces), lambda ns: store.list(f"{layout.ENTRIES}{ns}/"),
+                          concurrency=concurrency, budget=budget, where=store.where)
+    errors.add_batch(batch)
+    found: list[EntryId] = []
+    for outcome in batch.succeeded:
+        for meta in outcome.result or []:
+            entry_id = layout.parse_entry_key(meta.key)
+            if entry_id is not None:
+                found.append(entry_id)
+    return found
+
+
+async def pull(store: ObjectStore, codec: RemoteCodec, cache: Path, wanted: Wanted, budget: Budget, *,
+               concurrency: int = 16, max_blob_size: int = 2 << 30, progress: ProgressFactory | None = None,
+               strict: bool = False, mark_used: bool = True) -> PullReport:
+    """Fetch what `wanted` names and `cache` lacks, verify it and install it into `cache`.
+
+    The caller holds ci-cache's writer lock for `cache`. `mark_used` records each entry read as used
+    today (GC keeps used entries); a read-only credential's refusal of that is not a warning.
+    """
+    puller = _Puller(Cas(store, max_blob_size=max_blob_size), budget, concurrency, progress)
+    try:
+        await puller.run(codec, cache, wanted, mark_used=mark_used)
+    finally:
+        if puller.staging is not None:
+            fsops.rmtree(puller.staging)
+    puller.report.warnings.extend(puller.errors.lines())
+    puller.report.seconds = budget.elapsed()
+    if strict:
+        puller.errors.raise_first()
+    return puller.report
+
+
+class _Puller:
+    """One pull: its budget, its errors, its report, and the temp folder its blobs land in."""
+
+    def __init__(self, cas: Cas, budget: Budget, concurrency: int, progress: ProgressFactory | None) -> None:
+        self.cas = cas
+        self.store = cas.store
+        self.budget = budget
+        self.concurrency = concurrency
+        self.progress = progress
+        self.errors = _Errors()
+        self.report = PullReport()
+        self.staging: Path | None = None
+
+    async def run(self, codec: RemoteCodec, cache: Path, wanted: Wanted, *, mark_used: bool) -> None:
+        report = self.report
+        session = codec.pull_session(cache, wanted)
+        report.warnings.extend(session.notes())
+        namespaces = session.lookups()
+        while namespaces and not self.budget.expired:
+            report.lookups += len(namespaces)
+            chosen = session.choose(await _list(self.store, self.budget, namespaces, self.concurrency, self.errors))
+            read = await run_all(chosen, lambda i: self.cas.get_entry(*i), concurrency=self.concurrency,
+                                 budget=self.budget, where=self.store.where)
+            self.errors.add_batch(read)
+            entries = [o.result for o in read.succeeded if o.result is not None]  # None: gc deleted it meanwhile
+            report.entries_read += len(entries)
+            take: list[Entry] = []
+            for entry in entries:
+                verdict = session.accept(entry)
+                if verdict is None:
+                    take.append(entry)
+                elif verdict == PRESENT:
+                    report.entries_present += 1
+                    session.present(entry)
+                else:
+                    report.entries_skipped.append(f"{entry.namespace}/{entry.key}: {verdict}")
+            pulled = await self._fetch_blobs(cache, take)
+            stats = session.install(pulled)
+            report.entries_installed += stats.entries
+            report.entries_present += stats.kept_existing
+            report.entries_skipped.extend(stats.skipped)
+            installed_ids = set(stats.installed)
+            if mark_used and entries:
+                await _mark_used(self.cas, entries, self.budget, self.concurrency)
+            namespaces = session.next_round([p.entry for p in pulled
+                                             if (p.entry.namespace, p.entry.key) in installed_ids])
+        if namespaces and self.budget.expired:
+            self.errors.add(self.budget.exceeded(self.store.where))
+        report.missing = session.unmet()
+
+    async def _fetch_blobs(self, cache: Path, take: list[Entry]) -> list[Pulled]:
+        """Every blob the entries name, downloaded once each and verified; the entries whose blobs all came."""
+        refs: dict[str, BlobRef] = {}
+        for entry in take:
+            for ref in entry.blobs.values():
+                refs[ref.digest] = ref
+        if not refs:
+            return [Pulled(e, {}) for e in take]
+        if self.staging is None:
+            self.staging = cache / f"{fsops.TEMP_PREFIX}pull-{os.getpid()}-{random.getrandbits(32):08x}"
+            self.staging.mkdir(parents=True)
+        staging = self.staging
+        bar = self.progress("pulling", len(refs), sum(r.size for r in refs.values())) if self.progress else None
+
+        async def fetch(digest: str) -> int:
+            await self.cas.get_blob_to(refs[digest], staging / digest)
+            return refs[digest].size
+
+        batch = await run_all(sorted(refs), fetch, concurrency=self.concurrency, budget=self.budget,
+                              where=self.store.where, progress=bar, size_of=lambda _d, size: size)
+        self.errors.add_batch(batch)
+        got = {o.item for o in batch.succeeded}
+        self.report.blobs += len(got)
+        self.report.bytes += sum(refs[d].size for d in got)
+        pulled = []
+        for entry in take:
+            if all(ref.digest in got for ref in entry.blobs.values()):
+                pulled.append(Pulled(entry, {role: staging / ref.digest for role, ref in entry.blobs.items()}))
+            else:
+                self.report.entries_skipped.append(f"{entry.namespace}/{entry.key}: a blob it names could not be "
+                                                   "fetched")
+        return pulled
+
+
+async def _mark_used(cas: Cas, entries: list[Entry], budget: Budget, concurrency: int) -> None:
+    """Best effort: a used mark that cannot be written (read-only credentials, a slow remote) is no loss."""
+    day = _today().date()
+    await run_all(entries, lambda e: cas.mark_used(e.namespace, e.key, day), concurrency=concurrency,
+                  budget=budget, where=cas.store.where)
+
+
+async def push(store: ObjectStore, codec: RemoteCodec, cache: Path, groups: Sequence[str] | None, budget: Budget, *,
+               concurrency: int = 16, max_blob_size: int = 2 << 30, progress: ProgressFactory | None = None,
+               strict: bool = False) -> PushReport:
+    """Publish the entries of `groups` (cache-relative, as a merge reports them; None: the whole cache)
+    that the remote lacks: blobs before their entry, every write create-if-absent.
+
+    The caller holds ci-cache's writer lock for `cache`, so nothing it exports changes meanwhile.
+    """
+    report = PushReport()
+    errors = _Errors()
+    cas = Cas(store, max_blob_size=max_blob_size)
+    plan = await asyncio.to_thread(codec.exports, cache, groups)
+    report.entries = len(plan.items)
+    report.skipped = plan.skipped
+    existing: set[EntryId] | None = None
+    if len(plan.items) > _LIST_INSTEAD_OF_HEAD:
+        listed = await _list(store, budget, plan.roots, concurrency, errors)
+        existing = set(listed) if not errors.first else None
+    packing = asyncio.Semaphore(_PACKING)
+    blob_tasks: dict[str, asyncio.Task[bool]] = {}
+
+    async def put_blob(data: bytes) -> BlobRef:
+        ref = BlobRef(layout.check_digest(_sha256(data)), len(data))
+        task = blob_tasks.get(ref.digest)
+        if task is None:
+            task = asyncio.ensure_future(_publish_blob(cas, data))
+            blob_tasks[ref.digest] = task
+            created = await task
+            report.blobs_pushed += int(created)
+            report.blobs_present += int(not created)
+            report.bytes += len(data) if created else 0
+        else:
+            await task
+        return ref
+
+    async def one(item: Export) -> str:
+        if existing is not None:
+            there = (item.namespace, item.key) in existing
+        else:
+            there = await store.head(layout.entry_key(item.namespace, item.key)) is not None
+        if there:
+            await _best_effort(cas.mark_used(item.namespace, item.key, _today().date()))
+            return "present"
+        async with packing:
+            built = await asyncio.to_thread(item.build)
+            refs = {role: await put_blob(data) for role, data in built.blobs.items()}
+        entry = Entry(item.namespace, item.key, refs, files=dict(built.files), meta=dict(built.meta))
+        return "pushed" if await cas.put_entry(entry) else "present"
+
+    bar = progress("pushing", len(plan.items), None) if progress and plan.items else None
+    batch = await run_all(plan.items, one, concurrency=concurrency, budget=budget, where=store.where, progress=bar)
+    errors.add_batch(batch)
+    for task in blob_tasks.values():
+        if not task.done():
+            task.cancel()
+    report.entries_pushed = sum(1 for o in batch.succeeded if o.result == "pushed")
+    report.entries_present = sum(1 for o in batch.succeeded if o.result == "present")
+    report.warnings.extend(errors.lines())
+    report.seconds = budget.elapsed()
+    if strict:
+        errors.raise_first()
+    return report
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def _publish_blob(cas: Cas, data: bytes) -> bool:
+    """Create the blob unless the remote has it (a HEAD first spares uploading what is there)."""
+    digest = _sha256(data)
+    if await cas.has_blob(digest):
+        return False
+    _ref, created = await cas.put_blob(data)
+    return created
+
+
+async def _best_effort(work: Any) -> None:
+    with contextlib.suppress(RemoteError):
+        await work
