@@ -6,7 +6,7 @@ from typing import Any
 
 from ci_cache import osapi
 from ci_cache.errors import AllocationMissing, NothingAllocated
-from ci_cache.job.context import NO_TOKEN, TOKEN_VAR, Context
+from ci_cache.job.context import NO_TOKEN, TOKEN_VAR, Context, effective_mode
 
 
 def owned_record(ctx: Context, *, held: osapi.FileLockHandle | None, token: str | None) -> dict[str, Any]:
@@ -15,7 +15,8 @@ def owned_record(ctx: Context, *, held: osapi.FileLockHandle | None, token: str 
 
     Whose it is: `held` (run holds the lease in process), else `token` or CI_CACHE_TOKEN (what setup
     exported; NO_TOKEN when it allocated nothing), else, when nothing was carried, the identity alone,
-    refused when the record names another CI job (two CI jobs that were given one id).
+    refused when the record names another CI job (two CI jobs that were given one id). In mode off, where
+    setup allocates nothing, a missing record is no surprise: NothingAllocated.
     """
     store, key, job = ctx.store, ctx.key, ctx.identity.job_id
     if held is None and token is None:
@@ -24,6 +25,8 @@ def owned_record(ctx: Context, *, held: osapi.FileLockHandle | None, token: str 
         raise NothingAllocated(f"job {job!r}: its setup allocated nothing ({TOKEN_VAR}={token.strip()!r}: mode "
                                "off, or the setup failed)")
     record = store.read_record(key)
+    if record is None and effective_mode(ctx)[0] == "off":
+        raise NothingAllocated(f"job {job!r}: mode off allocates nothing")
     problem, hint = None, "give each job its own id with --job / CI_CACHE_JOB"
     theirs = f"the allocation of job {job!r} under {ctx.root} was set up by"
     if record is None:

@@ -314,3 +314,13 @@ def test_cli_finish_maps_the_ci_word_and_warns_about_an_unknown_one(
         assert (unknown != []) == (word == "neutral")
         assert ("'neutral'" in err) == (word == "neutral")
 
+
+
+def test_finish_in_mode_off_without_a_token_finds_nothing_and_says_it_is_no_surprise(tmp_path: Path) -> None:
+    # GitLab's after_script is a fresh shell: no token reaches it, and in mode off setup made no record.
+    with pytest.raises(NothingAllocated, match="mode off allocates nothing"):
+        job.finish(context(tmp_path, mode="off"), "success")
+    # In another mode a missing record stays the warning (or, with --strict, the error) it was.
+    with pytest.raises(AllocationMissing) as info:
+        job.finish(context(tmp_path), "success")
+    assert not isinstance(info.value, NothingAllocated)
