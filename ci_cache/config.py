@@ -142,9 +142,6 @@ class Config(_Strict):
     gc: GcConfig = Field(default_factory=GcConfig)
     prune: PruneConfig = Field(default_factory=PruneConfig)
 
-    def tool_names(self) -> list[str]:
-        return [t if isinstance(t, str) else t.name for t in self.tools]
-
     def resolved_mode(self, windows: bool) -> str:
         if self.mode == "auto":
             return "isolated" if windows else "direct"
