@@ -99,9 +99,13 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> config.Load
 
 
 def resolve_root(cfg: config.Config, env: Mapping[str, str]) -> Path:
-    """The root the config names, else the platform's default, as an absolute path."""
-    root = cfg.root or osapi.default_root(env, Path.home())
-    return Path(os.path.abspath(os.path.expanduser(root)))
+    """The root the config names (`~` is the env's home), else the platform's default, as an absolute path."""
+    given = env.get("USERPROFILE" if osapi.IS_WINDOWS else "HOME")
+    home = Path(given) if given else Path.home()
+    root = str(cfg.root or osapi.default_root(env, home))
+    if root == "~" or root.startswith(("~/", "~" + os.sep)):
+        root = str(home) + root[1:]
+    return Path(os.path.abspath(root))
 
 
 def make_context(args: argparse.Namespace, env: Mapping[str, str], *, unique_local: bool = False) -> Context:

@@ -188,6 +188,10 @@ def test_resolve_root_defaults_per_platform_and_makes_it_absolute(tmp_path: Path
     assert options.resolve_root(cfg, {"XDG_CACHE_HOME": str(tmp_path), "LOCALAPPDATA": str(tmp_path)}) == (
         tmp_path / "ci-cache")
     assert options.resolve_root(config.Config(root=Path("rel")), {}) == tmp_path / "rel"  # the cwd's
+    home = {"HOME": str(tmp_path / "home"), "USERPROFILE": str(tmp_path / "home")}
+    assert options.resolve_root(config.Config(root=Path("~/cc")), home) == tmp_path / "home" / "cc"
+    assert options.resolve_root(config.Config(), {**home, "XDG_CACHE_HOME": "", "LOCALAPPDATA": ""}) == (
+        tmp_path / "home" / ("AppData/Local" if osapi.IS_WINDOWS else ".cache") / "ci-cache")
 
 
 def test_make_context_gives_each_local_run_its_own_id_unless_one_is_given(tmp_path: Path) -> None:
