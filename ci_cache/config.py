@@ -1,4 +1,4 @@
-"""ci-cache.yml: the models, where the file is found, and precedence (defaults < file < env < flags).
+"""ci-cache's settings: the models of ci-cache.yml, and precedence (defaults < file < env < flags).
 
 Precedence is decided here and only here, and every value remembers where it came from so that
 `ci-cache config` can show it.
@@ -11,19 +11,19 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from ci_cache import configfile
 from ci_cache.errors import ConfigError
 
-CONFIG_NAMES = ("ci-cache.yml", "ci-cache.yaml", ".ci-cache.yml")
 ENV_PREFIX = "CI_CACHE_"
 
 # Env vars that belong to ci-cache but are not config keys.
 NON_CONFIG_ENV = frozenset(
     {"CI_CACHE_CONFIG", "CI_CACHE_JOB", "CI_CACHE_DEBUG", "CI_CACHE_TRUSTED", "CI_CACHE_JOB_DIR",
-     "CI_CACHE_INSTALL_SOURCE", "CI_CACHE_SHIM_REAL", "CI_CACHE_QUIET", "CI_CACHE_TOKEN"}
+     "CI_CACHE_QUIET", "CI_CACHE_TOKEN"}
 )
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -77,7 +77,6 @@ Mode = Annotated[Literal["isolated", "shared", "direct", "off", "auto"], BeforeV
 SeedMode = Literal["link", "copy", "none"]
 MergePolicy = Literal["always", "success", "never", "protected"]
 UvLinkMode = Literal["auto", "copy", "hardlink", "clone", "symlink", "unset"]
-BUILTIN_TOOLS = ("uv", "pip", "temp")
 
 
 class _Strict(BaseModel):
@@ -143,9 +142,6 @@ class Config(_Strict):
     gc: GcConfig = Field(default_factory=GcConfig)
     prune: PruneConfig = Field(default_factory=PruneConfig)
 
-    def tool_names(self) -> list[str]:
-        return [t if isinstance(t, str) else t.name for t in self.tools]
-
     def resolved_mode(self, windows: bool) -> str:
         if self.mode == "auto":
             return "isolated" if windows else "direct"
@@ -163,6 +159,26 @@ class Config(_Strict):
 # Layers and provenance.
 
 KeyPath = tuple[str, ...]
+
+# The keys a command-line flag can set, by the flag's name. Each command offers the flags it uses;
+# `ci-cache config` offers them all, to show how each one ranks.
+FLAGS: dict[KeyPath, str] = {
+    ("root",): "--root",
+    ("mode",): "--mode",
+    ("tools",): "--tools",
+    ("merge",): "--merge",
+    ("strict",): "--strict",
+    ("gc", "grace"): "--grace",
+    ("prune", "max_size"): "--max-size",
+    ("prune", "max_age"): "--max-age",
+    ("prune", "uv_ci"): "--ci",
+}
+
+
+def choices(path: KeyPath) -> tuple[str, ...]:
+    """The words a top-level key takes when it is one of a few (`mode`: isolated, shared, ...), else ()."""
+    annotation = Config.model_fields[path[0]].annotation if len(path) == 1 else None
+    return tuple(get_args(annotation)) if get_origin(annotation) is Literal else ()
 
 
 @dataclass
@@ -191,67 +207,8 @@ class LoadedConfig:
         return self.sources.get(path, "default")
 
 
-def find_config_file(explicit: str | None, env: Mapping[str, str], cwd: Path) -> Path | None:
-    """--config, then CI_CACHE_CONFIG, then the nearest ci-cache.yml upward from the cwd."""
-    for given, origin in ((explicit, "--config"), (env.get("CI_CACHE_CONFIG"), "CI_CACHE_CONFIG")):
-        if given:
-            path = Path(given)
-            if not path.is_file():
-                raise ConfigError(f"{origin}: no config file at {path}", hint="fix the path or unset it")
-            return path
-    for folder in (cwd, *cwd.parents):
-        for name in CONFIG_NAMES:
-            candidate = folder / name
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def _yaml_with_lines(text: str, path: Path) -> tuple[Any, dict[KeyPath, int]]:
-    """Parse YAML and remember the line of every key, for error messages."""
-    import yaml  # only when there is a file: most jobs have none, and every job pays for imports
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: malformed YAML: {problem}", hint="fix the syntax at that line") from exc
-    lines: dict[KeyPath, int] = {}
-
-    def convert(node: Any, at: KeyPath) -> Any:
-        if node is None:
-            return None
-        if isinstance(node, yaml.MappingNode):
-            out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                key = str(key_node.value)
-                child = (*at, key)
-                lines[child] = key_node.start_mark.line + 1
-                out[key] = convert(value_node, child)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            items = []
-            for index, item in enumerate(node.value):
-                child = (*at, str(index))
-                lines[child] = item.start_mark.line + 1
-                items.append(convert(item, child))
-            return items
-        return yaml.SafeLoader(text).construct_object(node)
-
-    return convert(root, ()), lines
-
-
 def file_layer(path: Path) -> Layer:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
-    data, lines = _yaml_with_lines(text, path)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: the config must be a mapping of keys, like `mode: isolated`")
+    data, lines = configfile.read(path)
     layer = Layer("file", data=data)
 
     def label_leaves(node: Any, at: KeyPath) -> None:
@@ -285,15 +242,25 @@ _LIST_KEYS = {("tools",), ("key_files",)}
 _LINE_LIST_KEYS = {("retry", "patterns")}
 
 
+def from_text(path: KeyPath, text: str) -> Any:
+    """A value as a variable or a flag gives it, for the model to check; None when it is empty, which
+    means "not given" (CI templates pass "" to leave a setting to the next layer down)."""
+    if not text.strip():
+        return None
+    if path in _LIST_KEYS:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if path in _LINE_LIST_KEYS:
+        return [line for line in text.splitlines() if line]
+    return text
+
+
 def env_layer(env: Mapping[str, str]) -> tuple[Layer, list[str]]:
     """Values from CI_CACHE_* variables, and warnings for the ones ci-cache does not know."""
     layer = Layer("env")
     warnings = []
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in NON_CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in NON_CONFIG_ENV or not value.strip():
             continue
-        if not value.strip():
-            continue  # an empty variable means unset: CI templates pass "" to defer to ci-cache.yml
         path = ENV_KEYS.get(name)
         if path is None:
             known = {k.removeprefix(ENV_PREFIX): k for k in [*ENV_KEYS, *NON_CONFIG_ENV]}
@@ -301,13 +268,18 @@ def env_layer(env: Mapping[str, str]) -> tuple[Layer, list[str]]:
             hint = f"; did you mean {known[close[0]]}?" if close else ""
             warnings.append(f"ignoring unknown variable {name}{hint}")
             continue
-        parsed: Any = value
-        if path in _LIST_KEYS:
-            parsed = [part.strip() for part in value.split(",") if part.strip()]
-        elif path in _LINE_LIST_KEYS:
-            parsed = [line for line in value.splitlines() if line]
-        layer.set(path, parsed, f"env {name}")
+        layer.set(path, from_text(path, value), f"env {name}")
     return layer, warnings
+
+
+def flag_layer(flags: Mapping[KeyPath, Any]) -> Layer:
+    """Values from the command line: text as typed (empty: not given), or values already parsed."""
+    layer = Layer("flags")
+    for path, value in flags.items():
+        parsed = from_text(path, value) if isinstance(value, str) else value
+        if parsed is not None:
+            layer.set(path, parsed, f"flag {FLAGS[path]}")
+    return layer
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -378,17 +350,12 @@ def load(
     flags: Mapping[KeyPath, Any] | None = None,
 ) -> tuple[LoadedConfig, list[str]]:
     """The effective config and the warnings met on the way."""
-    path = find_config_file(explicit_file, env, cwd)
+    path = configfile.find(explicit_file, env, cwd)
     layers = []
     if path is not None:
         layers.append(file_layer(path))
     env_values, warnings = env_layer(env)
-    layers.append(env_values)
-    flag_layer = Layer("flags")
-    for key_path, value in (flags or {}).items():
-        if value is not None:
-            flag_layer.set(key_path, value, "flag --" + key_path[-1].replace("_", "-"))
-    layers.append(flag_layer)
+    layers += [env_values, flag_layer(flags or {})]
 
     merged: dict[str, Any] = {}
     labels: dict[KeyPath, str] = {}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ci_cache import log, osapi
@@ -40,3 +42,23 @@ def acquire(path: Path, *, timeout: float, shared: bool = False, purpose: str = 
                 "or run `ci-cache status` to see who",
             )
         delay = min(delay * 1.5, MAX_POLL_SECONDS)
+
+
+class Holding:
+    """A block that holds several locks, each `(path, purpose)`, taken in the order of their paths so that
+    two holders of overlapping sets never deadlock. `waited` adds up the seconds spent waiting over every
+    use (`runner.run` enters it once per attempt)."""
+
+    def __init__(self, targets: Sequence[tuple[Path, str]], *, timeout: float) -> None:
+        self.targets = sorted(targets)
+        self.timeout = timeout
+        self.waited = 0.0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for path, purpose in self.targets:
+                handle, waited = acquire(path, timeout=self.timeout, purpose=purpose)
+                self.waited += waited
+                stack.enter_context(handle)
+            yield

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci_cache.config import RetryConfig
+from ci_cache.tools import BUILTINS
 
 # The texts uv, pip and Windows print when another process or a scanner holds a cache file.
 SIGNATURES: tuple[tuple[str, str], ...] = (
@@ -25,8 +26,9 @@ SIGNATURES: tuple[tuple[str, str], ...] = (
     ("WinError 32", r"\[WinError (5|32|33)\]"),
 )
 
-# Commands whose failures can be cache contention; others are retried only with --retry.
-CACHE_COMMANDS = frozenset({"uv", "uvx", "pip", "pip3"})
+# Commands whose failures can be cache contention (the built-in tools' commands); others are retried only
+# with --retry.
+CACHE_COMMANDS = frozenset(command for make in BUILTINS.values() for command in make().commands)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,12 @@ class Policy:
         """Exponential backoff with jitter, so that jobs that failed together retry apart."""
         base = min(self.backoff * (2 ** (retry_number - 1)), self.max_backoff)
         return float(min(base * (0.5 + random.random()), self.max_backoff))
+
+
+def for_command(config: RetryConfig, argv: Sequence[str], *, choice: bool | None = None) -> Policy | None:
+    """How to retry `argv`, or None for never: as `choice` says (--retry, --no-retry), else only a cache command."""
+    wanted = is_cache_command(argv) if choice is None else choice
+    return Policy.from_config(config) if wanted else None
 
 
 def is_cache_command(argv: Sequence[str]) -> bool:

@@ -80,11 +80,13 @@ def run(
     argv: Sequence[str],
     env: Mapping[str, str],
     *,
-    policy: Policy,
-    retry: bool,
+    retry: Policy | None,
     around_attempt: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
 ) -> RunOutcome:
-    """Run the command (no shell); retry only transient cache errors, only when `retry` is on."""
+    """Run the command (no shell); retry only transient cache errors, as the `retry` policy says (None: never).
+
+    `around_attempt` gives the block each attempt runs in (shared mode: the caches' writer locks).
+    """
     command = resolve(argv, env)
     outcome = RunOutcome(exit_code=0)
     child: list[subprocess.Popen[bytes]] = []
@@ -93,16 +95,16 @@ def run(
         while True:
             guard = around_attempt() if around_attempt else contextlib.nullcontext()
             with guard:
-                code, tail = _attempt(command, env, capture=retry and policy.attempts > 1, child=child)
+                code, tail = _attempt(command, env, capture=retry is not None and retry.attempts > 1, child=child)
             outcome.exit_code = code
-            if code == 0 or outcome.interrupted or not retry or outcome.attempts >= policy.attempts:
+            if code == 0 or outcome.interrupted or retry is None or outcome.attempts >= retry.attempts:
                 break
-            reason = policy.transient_reason(tail)
+            reason = retry.transient_reason(tail)
             if reason is None:
                 break
-            delay = policy.delay(outcome.attempts)
+            delay = retry.delay(outcome.attempts)
             outcome.retries.append(reason)
-            log.warn(f"attempt {outcome.attempts} of {policy.attempts} failed on a transient cache error "
+            log.warn(f"attempt {outcome.attempts} of {retry.attempts} failed on a transient cache error "
                      f"({reason}); retrying in {delay:.1f}s")
             time.sleep(delay)
             outcome.attempts += 1

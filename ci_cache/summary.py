@@ -1,8 +1,17 @@
-"""The job summary: what was seeded, what was merged, how long each phase took."""
+"""The job summary: what was seeded, what was merged, how long each phase took; and where it is shown."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+from ci_cache import fsops, log
+
+# Where GitHub shows a step's markdown summary; the file is appended to, one step after another.
+STEP_SUMMARY_VAR = "GITHUB_STEP_SUMMARY"
 
 
 def _size(n: float) -> str:
@@ -87,3 +96,18 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += ["", retry_line]
     lines += [f"\n> warning: {w}" for w in summary.get("warnings", [])]
     return "\n".join(lines) + "\n"
+
+
+def report(summary: dict[str, Any], env: Mapping[str, str], *, as_json: bool, json_file: str | None = None) -> None:
+    """Show the summary: as JSON on stdout or as text on stderr, also as JSON in `json_file` when given, and
+    as markdown in the CI's step summary when it has one."""
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        log.info(text(summary).removeprefix("ci-cache: "))
+    if json_file:
+        fsops.write_atomic(Path(json_file), json.dumps(summary, indent=2, default=str).encode())
+    step_summary = env.get(STEP_SUMMARY_VAR)
+    if step_summary:
+        with contextlib.suppress(OSError), open(step_summary, "a", encoding="utf-8") as fh:
+            fh.write(markdown(summary))

@@ -114,7 +114,7 @@ GUARD = SideEffectGuard()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "spawns: a unit test that starts processes on purpose")
+    """Install the audit hook (markers, `spawns` included, are registered in pyproject.toml)."""
     if not getattr(sys, "_ci_cache_guard_installed", False):
         # Audit hooks cannot be removed: install one per process, and switch it per test.
         sys.addaudithook(GUARD.hook)

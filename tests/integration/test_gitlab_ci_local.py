@@ -79,6 +79,9 @@ def _load_all(path: Path) -> list[Any]:
     return list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_GitlabLoader))
 
 
+SETTING_INPUTS = ("mode", "tools", "config", "merge", "strict")
+
+
 def test_one_template_file_has_inputs_for_every_setting() -> None:
     # The scripts exist once: gitlab/ holds the one file, included as a component or as a file.
     assert sorted(p.relative_to(GITLAB_DIR).as_posix() for p in GITLAB_DIR.rglob("*") if p.is_file()) == [
@@ -86,29 +89,33 @@ def test_one_template_file_has_inputs_for_every_setting() -> None:
     ]
     spec, template = _load_all(TEMPLATE)
     inputs = spec["spec"]["inputs"]
-    assert set(inputs) == {"mode", "tools", "config", "merge", "strict", "install", "stage"}
+    assert set(inputs) == {*SETTING_INPUTS, "install", "stage"}
     assert set(template) == set(HIDDEN_JOBS)
+    flags = [f"--{name}=$[[ inputs.{name} ]]" for name in SETTING_INPUTS]
     for job in HIDDEN_JOBS:
-        assert set(template[job]) == {"stage", "variables", "before_script", "after_script"}
+        # No `variables:`: job variables would override the pipeline's own CI_CACHE_* variables even when
+        # an input is empty. The inputs reach ci-cache as flags instead, the same for setup and finish: the
+        # first item of both scripts is the one line that lists them.
+        assert set(template[job]) == {"stage", "before_script", "after_script"}
         assert template[job]["stage"] == "$[[ inputs.stage ]]"
-        assert template[job]["variables"] == {
-            "CI_CACHE_MODE": "$[[ inputs.mode ]]",
-            "CI_CACHE_TOOLS": "$[[ inputs.tools ]]",
-            "CI_CACHE_CONFIG": "$[[ inputs.config ]]",
-            "CI_CACHE_MERGE": "$[[ inputs.merge ]]",
-            "CI_CACHE_STRICT": "$[[ inputs.strict ]]",
-            "CI_CACHE_INSTALL_SOURCE": "$[[ inputs.install ]]",
-        }
-    # Empty inputs must leave the setting to ci-cache.yml, and the install to what is on PATH: only
-    # stage has a value.
+        first = template[job]["before_script"][0]
+        assert template[job]["after_script"][0] == first
+        assert [f for f in flags if f"'{f}'" in first] == flags, first
+        assert "$[[ inputs.install ]]" in template[job]["before_script"][1]
+    # Empty inputs must leave the setting to CI_CACHE_* variables and ci-cache.yml, and the install to what
+    # is on PATH: only stage has a value.
     assert {k for k, v in inputs.items() if v["default"] != ""} == {"stage"}
+    # A free-form input cannot hold a quote that would end the script's quoted flag.
+    for name in ("tools", "config", "install"):
+        assert re.fullmatch(inputs[name]["regex"], "") and not re.search(inputs[name]["regex"], "it's")
 
 
 def test_wrappers_call_only_documented_commands() -> None:
     text = TEMPLATE.read_text(encoding="utf-8")
-    assert 'setup --format bash)"' in text
-    assert "setup --format powershell | Out-String" in text
-    assert text.count("finish --status") == 2
+    assert 'setup --format bash "$@")"' in text
+    assert "setup --format powershell @ciCacheFlags | Out-String" in text
+    assert 'finish "$@" --status "$CI_JOB_STATUS"' in text
+    assert "finish @ciCacheFlags --status $env:CI_JOB_STATUS" in text
     doc = DOC.read_text(encoding="utf-8")
     for needle in ("!reference [.ci-cache, before_script]", "cache:", ".ci-cache-windows", "component:"):
         assert needle in doc
@@ -287,3 +294,31 @@ def test_a_busy_job_id_fails_its_job_and_its_after_script_finishes_nothing(tmp_p
         assert status["live_jobs"] == [] and status["stale_jobs"] == [], (status, log)
         ok = _offline_install(tmp_path, Path(status["shared"]["uv"]["path"]), server.url, ["e2e-only-a"])
         assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.wrappers
+@needs_gitlab_ci_local
+@pytest.mark.parametrize(("pipeline", "mode"), [("precedence.gitlab-ci.yml", "off"),
+                                                ("precedence-input.gitlab-ci.yml", "isolated")])
+def test_a_pipeline_variable_reaches_the_job_and_an_input_overrides_it(
+    tmp_path: Path, pipeline: str, mode: str
+) -> None:
+    proc, out = _run_pipeline(tmp_path, pipeline, "http://127.0.0.1:9/unused")
+    log = proc.stdout + proc.stderr
+    assert "PASS  settings" in log, log
+    assert not re.search(r"WARN\s+settings\s+after_script", log), log
+    token, job_dir = (out / "settings").read_text().split()
+    if mode == "off":
+        # The pipeline's CI_CACHE_MODE: off reached setup (the empty input did not hide it) ...
+        assert (token, job_dir) == ("none", "none"), log
+        # ... and its after_script (a fresh shell: no token) found nothing to finish, and did not warn about it.
+        assert "mode off allocates nothing; nothing to finish" in log, log
+        assert "warning" not in log, log
+    else:
+        # ... and the `mode` input, a flag, wins over it.
+        assert len(token) == 32 and token != "none", log
+        assert Path(job_dir).resolve().is_relative_to((tmp_path / "root" / "jobs").resolve()), job_dir
+        assert not Path(job_dir).exists(), f"after_script did not finish {job_dir}"
+    status = _cli_json(tmp_path, "status", "--json")
+    assert status["live_jobs"] == [] and status["stale_jobs"] == [], (status, log)

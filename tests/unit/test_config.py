@@ -26,6 +26,10 @@ def load(
     return loaded
 
 
+def tool_names(cfg: Config) -> list[str]:
+    return [t if isinstance(t, str) else t.name for t in cfg.tools]
+
+
 def rows(loaded: LoadedConfig) -> dict[str, tuple[Any, str]]:
     return {key: (value, source) for key, value, source in config.describe(loaded)}
 
@@ -130,7 +134,7 @@ def test_env_lists_and_nested_keys(tmp_path: Path) -> None:
         "CI_CACHE_STRICT": "true",
     }
     cfg = load(tmp_path, env).config
-    assert cfg.tool_names() == ["uv", "temp"]
+    assert tool_names(cfg) == ["uv", "temp"]
     assert cfg.key_files == ("uv.lock", "requirements/*.txt")
     assert cfg.retry.patterns == ("Resource busy", "os error 1224")
     assert cfg.gc.grace == 7200.0
@@ -397,7 +401,7 @@ def test_custom_tool_from_the_file(tmp_path: Path) -> None:
         "    seed: none\n",
     )
     cfg = load(tmp_path).config
-    assert cfg.tool_names() == ["uv", "conda"]
+    assert tool_names(cfg) == ["uv", "conda"]
     tools = from_config(cfg)
     assert [t.name for t in tools] == ["uv", "conda"]
     conda = tools[1]

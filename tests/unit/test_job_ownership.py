@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import cli, jobstatus, osapi, session
+from ci_cache import cli, job, jobstatus, osapi
+from ci_cache.commands import options
 from ci_cache.errors import AllocationMissing, JobBusy, NothingAllocated, StoreError, UsageError
 from ci_cache.tools.generic import GenericTool
 
@@ -24,13 +25,13 @@ GITLAB_JOB = {"GITLAB_CI": "true", "CI_SERVER_HOST": "gitlab.example", "CI_PROJE
 
 
 def context(root: Path, env: dict[str, str] | None = None, *, job: str | None = "build-1",
-            mode: str = "isolated", strict: bool | None = None) -> session.Context:
+            mode: str = "isolated", strict: bool | None = None) -> job.Context:
     args = argparse.Namespace(config=None, root=str(root), job=job, mode=mode, tools="pip,temp", merge="always",
                               strict=strict)
-    return cli.make_context(args, env or {})
+    return options.make_context(args, env or {})
 
 
-def read_record(ctx: session.Context) -> dict[str, object]:
+def read_record(ctx: job.Context) -> dict[str, object]:
     record = ctx.store.read_record(ctx.key)
     assert record is not None
     return record
@@ -79,19 +80,19 @@ def test_setup_exports_a_fresh_token_and_keeps_it_in_the_record(tmp_path: Path) 
     tokens = []
     for _ in range(2):
         ctx = context(tmp_path)
-        alloc = session.setup(ctx, in_process=True)
-        token = alloc.env[session.TOKEN_VAR]
-        assert len(token) == 32 and token != session.NO_TOKEN
+        alloc = job.setup(ctx, in_process=True)
+        token = alloc.env[job.TOKEN_VAR]
+        assert len(token) == 32 and token != job.NO_TOKEN
         assert read_record(ctx)["token"] == token
-        assert alloc.as_json()["env"][session.TOKEN_VAR] == token
+        assert alloc.as_json()["env"][job.TOKEN_VAR] == token
         tokens.append(token)
-        session.finish(ctx, "success", held=alloc.lease)
+        job.finish(ctx, "success", held=alloc.lease)
     assert tokens[0] != tokens[1]
 
 
 def test_setup_in_mode_off_exports_the_no_token_word(tmp_path: Path) -> None:
-    alloc = session.setup(context(tmp_path, mode="off"), in_process=True)
-    assert alloc.env == {session.TOKEN_VAR: session.NO_TOKEN}
+    alloc = job.setup(context(tmp_path, mode="off"), in_process=True)
+    assert alloc.env == {job.TOKEN_VAR: job.NO_TOKEN}
     assert not (tmp_path / "jobs").exists()
 
 
@@ -101,11 +102,11 @@ def test_setup_in_mode_off_exports_the_no_token_word(tmp_path: Path) -> None:
 
 def test_finish_with_the_setups_token_finalises_and_merges(tmp_path: Path) -> None:
     ctx = context(tmp_path)
-    alloc = session.setup(ctx, in_process=True)
+    alloc = job.setup(ctx, in_process=True)
     assert alloc.lease is not None
     alloc.lease.release()  # as if setup's holder had kept it: finish takes it over
     (Path(alloc.caches["pip"]) / "wheel.whl").write_text("w")
-    result = session.finish(context(tmp_path, {session.TOKEN_VAR: alloc.env[session.TOKEN_VAR]}), "success")
+    result = job.finish(context(tmp_path, {job.TOKEN_VAR: alloc.env[job.TOKEN_VAR]}), "success")
     assert result.merged["pip"]
     assert (tmp_path / "shared" / "pip" / "wheel.whl").read_text() == "w"
     assert ctx.store.read_record(ctx.key) is None
@@ -115,10 +116,10 @@ def test_finish_with_the_setups_token_finalises_and_merges(tmp_path: Path) -> No
 @pytest.mark.parametrize("carried", ["someone-elses-token", "a" * 32])
 def test_finish_with_another_token_leaves_the_allocation_alone(tmp_path: Path, carried: str) -> None:
     ctx = context(tmp_path)
-    alloc = session.setup(ctx, in_process=True)
+    alloc = job.setup(ctx, in_process=True)
     before = read_record(ctx)
     with pytest.raises(AllocationMissing) as info:
-        session.finish(context(tmp_path, {session.TOKEN_VAR: carried}), "success")
+        job.finish(context(tmp_path, {job.TOKEN_VAR: carried}), "success")
     assert not isinstance(info.value, NothingAllocated)
     message = str(info.value)
     assert "'build-1'" in message and "another setup" in message and "left alone" in message
@@ -126,24 +127,24 @@ def test_finish_with_another_token_leaves_the_allocation_alone(tmp_path: Path, c
     assert read_record(ctx) == before
     assert alloc.job_dir.is_dir()
     assert osapi.try_lock(ctx.store.lease(ctx.key)) is None  # still held by its owner
-    session.finish(ctx, "success", held=alloc.lease)
+    job.finish(ctx, "success", held=alloc.lease)
 
 
-@pytest.mark.parametrize("carried", [session.NO_TOKEN, "", "  "])
+@pytest.mark.parametrize("carried", [job.NO_TOKEN, "", "  "])
 def test_finish_that_carries_no_allocation_finishes_nothing(tmp_path: Path, carried: str) -> None:
     ctx = context(tmp_path)
-    alloc = session.setup(ctx, in_process=True)
+    alloc = job.setup(ctx, in_process=True)
     with pytest.raises(NothingAllocated) as info:
-        session.finish(context(tmp_path, {session.TOKEN_VAR: carried}), "success")
+        job.finish(context(tmp_path, {job.TOKEN_VAR: carried}), "success")
     assert "allocated nothing" in str(info.value) and "'build-1'" in str(info.value)
     assert alloc.job_dir.is_dir() and ctx.store.read_record(ctx.key) is not None
-    session.finish(ctx, "success", held=alloc.lease)
+    job.finish(ctx, "success", held=alloc.lease)
 
 
 def test_run_holds_its_lease_and_needs_no_token_even_under_a_foreign_one(tmp_path: Path) -> None:
-    ctx = context(tmp_path, {session.TOKEN_VAR: "the-outer-jobs-token"})
-    alloc = session.setup(ctx, in_process=True)
-    result = session.finish(ctx, "success", held=alloc.lease)
+    ctx = context(tmp_path, {job.TOKEN_VAR: "the-outer-jobs-token"})
+    alloc = job.setup(ctx, in_process=True)
+    result = job.finish(ctx, "success", held=alloc.lease)
     assert result.job == "build-1"
     assert not alloc.job_dir.exists()
 
@@ -152,27 +153,27 @@ def test_without_a_token_finish_goes_by_identity_but_never_takes_another_ci_jobs
     tmp_path: Path,
 ) -> None:
     first = context(tmp_path, {**GITLAB_JOB, "CI_CACHE_JOB": "shared-name"}, job=None)
-    alloc = session.setup(first, in_process=True)
+    alloc = job.setup(first, in_process=True)
     assert read_record(first)["ci_job_id"] == "gitlab:gitlab.example/7/1001"
     other_job = context(tmp_path, {**GITLAB_JOB, "CI_JOB_ID": "1002", "CI_CACHE_JOB": "shared-name"}, job=None)
     assert other_job.key == first.key
     with pytest.raises(AllocationMissing) as info:
-        session.finish(other_job, "failure")
+        job.finish(other_job, "failure")
     assert "another CI job (gitlab:gitlab.example/7/1001, not gitlab:gitlab.example/7/1002)" in str(info.value)
     assert alloc.job_dir.is_dir()
     assert alloc.lease is not None
     alloc.lease.release()
     # The job's own after_script (a fresh shell: no token) finds and finishes it.
-    session.finish(context(tmp_path, {**GITLAB_JOB, "CI_CACHE_JOB": "shared-name"}, job=None), "success")
+    job.finish(context(tmp_path, {**GITLAB_JOB, "CI_CACHE_JOB": "shared-name"}, job=None), "success")
     assert not alloc.job_dir.exists()
 
 
 def test_outside_a_ci_finish_by_identity_alone_still_works(tmp_path: Path) -> None:
     ctx = context(tmp_path)
-    alloc = session.setup(ctx, in_process=True)
+    alloc = job.setup(ctx, in_process=True)
     assert alloc.lease is not None
     alloc.lease.release()
-    session.finish(context(tmp_path), "success")
+    job.finish(context(tmp_path), "success")
     assert not alloc.job_dir.exists()
 
 
@@ -182,10 +183,10 @@ def test_outside_a_ci_finish_by_identity_alone_still_works(tmp_path: Path) -> No
 
 def test_a_second_setup_of_a_live_job_id_is_refused_with_its_own_error(tmp_path: Path) -> None:
     ctx = context(tmp_path)
-    alloc = session.setup(ctx, in_process=True)
+    alloc = job.setup(ctx, in_process=True)
     before = read_record(ctx)
     with pytest.raises(JobBusy) as info:
-        session.setup(context(tmp_path), in_process=True)
+        job.setup(context(tmp_path), in_process=True)
     assert info.value.exit_code == 6
     assert isinstance(info.value, UsageError)  # `run` and `setup` fail on it instead of running without ci-cache
     message = str(info.value)
@@ -194,7 +195,7 @@ def test_a_second_setup_of_a_live_job_id_is_refused_with_its_own_error(tmp_path:
     assert "give each job its own id with --job / CI_CACHE_JOB" in message
     assert read_record(ctx) == before
     assert alloc.job_dir.is_dir()
-    session.finish(ctx, "success", held=alloc.lease)
+    job.finish(ctx, "success", held=alloc.lease)
 
 
 def test_a_failed_setup_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,14 +205,14 @@ def test_a_failed_setup_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(GenericTool, "seed", broken_seed)
     ctx = context(tmp_path, strict=True)
     with pytest.raises(StoreError, match="No space left"):
-        session.setup(ctx, in_process=True)
+        job.setup(ctx, in_process=True)
     assert ctx.store.read_record(ctx.key) is None
     assert not ctx.store.job_dir(ctx.key).exists()
     free = osapi.try_lock(ctx.store.lease(ctx.key))
     assert free is not None
     free.release()
     with pytest.raises(AllocationMissing):
-        session.finish(ctx, "failure")
+        job.finish(ctx, "failure")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ def test_cli_setup_of_a_busy_id_fails_with_exit_6_and_never_degrades_to_off(
     base = {"CI_CACHE_ROOT": str(tmp_path), "CI_CACHE_JOB": "busy", "CI_CACHE_TOOLS": "temp"}
     code, out, _ = cli_run(capsys, monkeypatch, base, "setup", "--mode", "isolated", "--format", "json")
     assert code == 0
-    token = json.loads(out)["env"][session.TOKEN_VAR]
+    token = json.loads(out)["env"][job.TOKEN_VAR]
     code, out, err = cli_run(capsys, monkeypatch, base, "setup", "--mode", "isolated", "--format", "bash")
     assert code == 6
     assert out == ""
@@ -243,7 +244,7 @@ def test_cli_setup_of_a_busy_id_fails_with_exit_6_and_never_degrades_to_off(
     (line,) = err.strip().splitlines()
     assert "already set up and still running" in line and "give each job its own id" in line
     # The winner's finish still finds its own allocation.
-    code, _, err = cli_run(capsys, monkeypatch, {**base, session.TOKEN_VAR: token}, "finish")
+    code, _, err = cli_run(capsys, monkeypatch, {**base, job.TOKEN_VAR: token}, "finish")
     assert code == 0, err
     assert not list((tmp_path / "jobs").glob("j*"))  # its dir, record and lease are gone
 
@@ -258,11 +259,11 @@ def test_every_setup_format_carries_the_token(
     assert code == 0, err
     record = json.loads(next((tmp_path / "root" / "jobs").glob("*.json")).read_text())
     printed = out + (Path(files["GITHUB_ENV"]).read_text() if fmt == "github" else "")
-    assert f"{session.TOKEN_VAR}" in printed and record["token"] in printed
+    assert f"{job.TOKEN_VAR}" in printed and record["token"] in printed
     if fmt in ("json", "github"):
-        assert json.loads(out)["env"][session.TOKEN_VAR] == record["token"]
+        assert json.loads(out)["env"][job.TOKEN_VAR] == record["token"]
         assert json.loads(out)["job"] == "fmt"
-    code, _, err = cli_run(capsys, monkeypatch, {**base, session.TOKEN_VAR: record["token"]}, "finish")
+    code, _, err = cli_run(capsys, monkeypatch, {**base, job.TOKEN_VAR: record["token"]}, "finish")
     assert code == 0, err
 
 
@@ -270,7 +271,7 @@ def test_every_setup_format_carries_the_token(
 def test_cli_finish_after_an_off_setup_exits_0_even_when_strict(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, strict: list[str]
 ) -> None:
-    env = {"CI_CACHE_ROOT": str(tmp_path), "CI_CACHE_JOB": "off-job", session.TOKEN_VAR: session.NO_TOKEN}
+    env = {"CI_CACHE_ROOT": str(tmp_path), "CI_CACHE_JOB": "off-job", job.TOKEN_VAR: job.NO_TOKEN}
     code, out, err = cli_run(capsys, monkeypatch, env, "finish", "--json", *strict)
     assert code == 0, err
     # Said as information, not as a warning: finishing nothing is what this job needs.
@@ -283,15 +284,15 @@ def test_cli_finish_with_a_foreign_token_warns_and_fails_only_when_strict(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx = context(tmp_path, job="theirs")
-    alloc = session.setup(ctx, in_process=True)
-    env = {"CI_CACHE_ROOT": str(tmp_path), "CI_CACHE_JOB": "theirs", session.TOKEN_VAR: "mine"}
+    alloc = job.setup(ctx, in_process=True)
+    env = {"CI_CACHE_ROOT": str(tmp_path), "CI_CACHE_JOB": "theirs", job.TOKEN_VAR: "mine"}
     code, _, err = cli_run(capsys, monkeypatch, env, "finish")
     assert code == 0
     assert "warning" in err and "left alone" in err
     code, _, err = cli_run(capsys, monkeypatch, env, "finish", "--strict")
     assert code == AllocationMissing.exit_code
     assert alloc.job_dir.is_dir()
-    session.finish(ctx, "success", held=alloc.lease)
+    job.finish(ctx, "success", held=alloc.lease)
 
 
 def test_cli_finish_maps_the_ci_word_and_warns_about_an_unknown_one(
@@ -299,11 +300,11 @@ def test_cli_finish_maps_the_ci_word_and_warns_about_an_unknown_one(
 ) -> None:
     for word, status in (("FAILURE", "failure"), ("canceled", "cancelled"), ("neutral", "failure")):
         ctx = context(tmp_path, job=f"status-{status}")
-        alloc = session.setup(ctx, in_process=True)
+        alloc = job.setup(ctx, in_process=True)
         assert alloc.lease is not None
         alloc.lease.release()
         env = {"CI_CACHE_ROOT": str(tmp_path), "CI_CACHE_JOB": f"status-{status}", "CI_CACHE_MERGE": "success",
-               session.TOKEN_VAR: alloc.env[session.TOKEN_VAR]}
+               job.TOKEN_VAR: alloc.env[job.TOKEN_VAR]}
         code, out, err = cli_run(capsys, monkeypatch, env, "finish", "--status", word, "--json")
         assert code == 0, err
         result = json.loads(out)
@@ -313,3 +314,13 @@ def test_cli_finish_maps_the_ci_word_and_warns_about_an_unknown_one(
         assert (unknown != []) == (word == "neutral")
         assert ("'neutral'" in err) == (word == "neutral")
 
+
+
+def test_finish_in_mode_off_without_a_token_finds_nothing_and_says_it_is_no_surprise(tmp_path: Path) -> None:
+    # GitLab's after_script is a fresh shell: no token reaches it, and in mode off setup made no record.
+    with pytest.raises(NothingAllocated, match="mode off allocates nothing"):
+        job.finish(context(tmp_path, mode="off"), "success")
+    # In another mode a missing record stays the warning (or, with --strict, the error) it was.
+    with pytest.raises(AllocationMissing) as info:
+        job.finish(context(tmp_path), "success")
+    assert not isinstance(info.value, NothingAllocated)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ci_cache import summary
-from ci_cache.session import FinishResult
+from ci_cache.job import FinishResult
 from ci_cache.tools.base import MergeStats, SeedStats
 
 

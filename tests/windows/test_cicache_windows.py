@@ -673,3 +673,24 @@ def test_shared_mode_shim_takes_the_lock_around_uv(wine_lab: Lab, tmp_path: Path
         assert proc.stdout.strip().startswith("uv 0."), proc.stdout
     finally:
         _finish(wine_lab, root, job)
+
+
+def test_shared_mode_shim_passes_the_exit_code_of_the_real_command(wine_lab: Lab, tmp_path: Path) -> None:
+    """The .exe shim's launcher exits with the real uv's exit code (it once exited 0 whatever uv did)."""
+    root = tmp_path / "root"
+    job = "shim-exit"
+    py = _bare(wine_lab, wine_lab.python_exe)
+    bat = _bat(tmp_path, "shim-exit.bat", [
+        f"set \"PATH={_bare(wine_lab, wine_lab.uv_exe.parent)};%PATH%\"",
+        f"for /f \"tokens=1,*\" %%A in ('{py} -m ci_cache setup --format cmd') do set %%B",
+        "uv no-such-subcommand",
+        "exit /b %ERRORLEVEL%",
+    ])
+    env: dict[str, EnvValue] = {"CI_CACHE_ROOT": root, "CI_CACHE_JOB": job, "CI_CACHE_MODE": "shared"}
+    proc = run_to_exit(wine_lab, ["cmd.exe", "/d", "/c", bat], env=env)
+    try:
+        assert (root / "jobs" / job_key(job) / "bin" / "uv.exe").is_file(), proc.stderr
+        assert proc.returncode == 2, proc.stderr  # uv's own code for an unknown subcommand
+        assert "no-such-subcommand" in proc.stderr, proc.stderr
+    finally:
+        _finish(wine_lab, root, job)

@@ -28,7 +28,7 @@ def test_python_is_windows(wine_lab: Lab) -> None:
 
 
 def test_python_imports_ci_cache_and_dependencies(wine_lab: Lab) -> None:
-    code = ("import json, pydantic, yaml, filelock, requests, ci_cache, ci_cache.cli; "
+    code = ("import json, pydantic, yaml, obstore, distlib, ci_cache, ci_cache.cli; "
             "print(json.dumps({'ci_cache': ci_cache.__file__, 'yaml_c': yaml.__with_libyaml__, "
             "'pydantic': pydantic.VERSION}))")
     proc = run_windows([wine_lab.python_exe, "-c", code], the_lab=wine_lab)

@@ -1,0 +1,31 @@
+"""`ci-cache gc`: reclaim the dirs of crashed jobs and the temp dirs nobody can be writing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+
+from ci_cache import gc, log
+from ci_cache.commands import options
+from ci_cache.store import Store
+
+name = "gc"
+brief: str | None = "reclaim the dirs of crashed jobs and leftover temp dirs"
+description = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    options.add_store_options(parser)
+    options.add_config_flags(parser, [("gc", "grace")])
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    cfg = options.load_config(args, env).config
+    report = gc.collect(Store(options.resolve_root(cfg, env)), grace=cfg.gc.grace)
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2))
+    else:
+        log.info(f"gc: reclaimed {len(report.reclaimed_jobs)} dead job(s) ({report.bytes_freed / 2**20:.1f} MiB), "
+                 f"{len(report.reclaimed_temp)} temp dir(s); {len(report.live_jobs)} live job(s) left alone")
+    return 0

@@ -1,0 +1,46 @@
+"""`ci-cache verify`: check a shared cache's invariants; `--fix` removes what is provably broken."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from ci_cache import log, verify
+from ci_cache.commands import options
+from ci_cache.errors import VerifyFailed
+from ci_cache.store import Store
+from ci_cache.tools import BUILTINS
+
+name = "verify"
+brief: str | None = "check the shared caches' invariants; --fix repairs"
+description = ("Check the shared uv cache (or the uv cache at PATH): every pointer names an existing archive, no "
+               "dangling links, no leftover temp dirs. Exit 5 on an error.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    options.add_store_options(parser)
+    parser.add_argument("path", nargs="?", help="a uv cache dir (default: the shared uv cache under the root)")
+    parser.add_argument("--fix", action="store_true", help="remove what is provably broken, never a valid entry")
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    cfg = options.load_config(args, env).config
+    cache = Path(args.path) if args.path else Store(options.resolve_root(cfg, env)).shared_cache("uv")
+    uv = BUILTINS["uv"]()
+    report = verify.check(uv, cache, grace=cfg.gc.grace)
+    if args.fix:
+        removed = verify.fix(report)
+        log.info(f"verify --fix: removed {removed} broken or leftover item(s)")
+        report = verify.check(uv, cache, grace=cfg.gc.grace)
+    if args.json:
+        print(json.dumps({"cache": str(cache), "ok": report.ok, "findings": [
+            {"kind": f.kind, "path": f.path, "problem": f.problem} for f in report.findings]}, indent=2))
+    else:
+        print(verify.render(report), file=sys.stderr)
+    if not report.ok:
+        raise VerifyFailed(f"{cache}: {len(report.errors)} broken entr{'y' if len(report.errors) == 1 else 'ies'}",
+                           hint="run `ci-cache verify --fix`")
+    return 0

@@ -1,0 +1,103 @@
+"""A job's two halves, each a pipeline of steps: setup = claim -> seed -> env; finish = merge -> prune -> release.
+
+The steps live in their own modules; a step added later (pulling from and pushing to a remote cache)
+goes between two of them here.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+from ci_cache import gc, log, osapi
+from ci_cache.errors import CiCacheError, UsageError
+from ci_cache.job import bound, claim, env, merge, owner, record, release, seed
+from ci_cache.job.context import NO_TOKEN, TOKEN_VAR, Allocation, Context, FinishResult, effective_mode
+from ci_cache.tools import from_config
+
+
+def setup(ctx: Context, *, in_process: bool) -> Allocation:
+    """Allocate the job's dir and lease, seed its caches, and work out its env.
+
+    `in_process`: the caller (run) holds the lease itself; otherwise a detached holder does.
+    """
+    store = ctx.store
+    mode, note = effective_mode(ctx)
+    alloc = Allocation(job=ctx.identity.job_id, key=ctx.key, job_dir=store.job_dir(ctx.key), mode=mode)
+    if note:
+        alloc.warnings.append(note)
+    if mode == "off":
+        alloc.env[TOKEN_VAR] = NO_TOKEN
+        return alloc
+    store.ensure()
+    _gc_on_setup(ctx)
+    token = secrets.token_hex(16)
+    holder_pid = claim.claim(ctx, alloc, in_process=in_process)
+    try:
+        claim.clear_dead_attempt(ctx, alloc)
+        alloc.job_dir.mkdir(parents=True)
+        record.write(ctx, alloc, status="seeding", extra={"holder_pid": holder_pid, "token": token})
+        tools = from_config(ctx.config)
+        seed.allocate(ctx, alloc, tools)
+        env.export(ctx, alloc, tools, token=token, in_process=in_process)
+        record.write(ctx, alloc, status="ready")
+    except BaseException:
+        claim.undo(ctx, alloc, holder_pid)
+        raise
+    return alloc
+
+
+def setup_or_off(ctx: Context, *, in_process: bool) -> Allocation:
+    """setup; or, where the job can safely go on without ci-cache, mode `off` with a warning that says why.
+
+    Never `off` with --strict, nor on a usage error (a bad config, a busy job id): those fail the job.
+    """
+    try:
+        return setup(ctx, in_process=in_process)
+    except CiCacheError as exc:
+        if ctx.strict or isinstance(exc, UsageError):
+            raise
+        return Allocation(job=ctx.identity.job_id, key=ctx.key, job_dir=Path(), mode="off",
+                          env={TOKEN_VAR: NO_TOKEN}, warnings=[f"{exc}; the job runs without ci-cache"])
+
+
+def _gc_on_setup(ctx: Context) -> None:
+    if not ctx.config.gc.on_setup:
+        return
+    try:
+        gc.maybe_collect(ctx.store, grace=ctx.config.gc.grace, interval=ctx.config.gc.interval)
+    except (OSError, CiCacheError) as exc:
+        log.warn(f"gc at setup failed, continuing: {exc}")
+
+
+def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = None,
+           token: str | None = None) -> FinishResult:
+    """Merge and release the allocation that this job's own setup made, and nothing else (`owner`)."""
+    found = owner.owned_record(ctx, held=held, token=token)
+    mode = str(found.get("mode", "isolated"))
+    result = FinishResult(job=ctx.identity.job_id, key=ctx.key, mode=mode, status=status, merge_decision="",
+                          seeded=dict(found.get("seeded", {})))
+    result.phases.update({k: float(v) for k, v in dict(found.get("phases", {})).items()})
+    handle = held or claim.take_over(ctx, found.get("holder_pid"))
+    try:
+        do_merge, result.merge_decision = merge.decision(ctx, mode, status)
+        if do_merge:
+            merge.merge_all(ctx, result, dict(found.get("caches", {})))
+            bound.prune_if_over(ctx, result)
+        _cleanup(ctx, result)
+    finally:
+        claim.give_back(ctx, handle)
+    return result
+
+
+def _cleanup(ctx: Context, result: FinishResult) -> None:
+    started = time.monotonic()
+    try:
+        release.remove_job(ctx.store, ctx.key)
+    except (OSError, CiCacheError) as exc:
+        message = f"could not delete the job dir yet ({exc}); `ci-cache gc` reclaims it later"
+        log.warn(message)
+        result.warnings.append(message)
+    result.phases["cleanup"] = round(time.monotonic() - started, 4)
+

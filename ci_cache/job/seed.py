@@ -1,0 +1,72 @@
+"""Each tool's cache for the job: a private copy seeded from the shared one (isolated), or the shared one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ci_cache import fsops, keyfiles, log
+from ci_cache.errors import CiCacheError, StoreError
+from ci_cache.job.context import Allocation, Context
+from ci_cache.tools.base import CacheTool, SeedRequest
+
+
+def allocate(ctx: Context, alloc: Allocation, tools: Sequence[CacheTool]) -> None:
+    """Give every tool its cache dir and the env that points the tool at it; seed the isolated ones."""
+    started = time.monotonic()
+    for tool in tools:
+        _allocate_tool(ctx, alloc, tool)
+    alloc.phases["seed"] = round(time.monotonic() - started, 4)
+
+
+def _allocate_tool(ctx: Context, alloc: Allocation, tool: CacheTool) -> None:
+    store, config = ctx.store, ctx.config
+    link_mode = config.resolved_uv_link_mode(ctx.windows) if alloc.mode in ("isolated", "shared") else None
+    if not tool.has_shared_cache:
+        cache_dir = alloc.job_dir / "tmp"
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    elif alloc.mode == "isolated":
+        cache_dir = alloc.job_dir / tool.name
+        alloc.seeded[tool.name] = _seed(ctx, alloc, tool, cache_dir)
+    else:
+        cache_dir = store.shared_cache(tool.name)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    alloc.caches[tool.name] = str(cache_dir)
+    alloc.env.update(tool.env(cache_dir, windows=ctx.windows, link_mode=link_mode))
+
+
+def _seed(ctx: Context, alloc: Allocation, tool: CacheTool, cache_dir: Path) -> dict[str, Any]:
+    """Seed one tool's job cache. On failure the job starts cold, never with half a cache."""
+    packages = None
+    if ctx.config.key_files:
+        base = Path(ctx.identity.workspace) if ctx.identity.workspace else ctx.cwd
+        found = keyfiles.read(ctx.config.key_files, base)
+        packages = found.packages
+        if found.files and packages is None:
+            log.info("key_files: a file's format is unknown; seeding the whole cache")
+    request = SeedRequest(
+        shared=ctx.store.shared_cache(tool.name),
+        job=cache_dir,
+        link=ctx.config.seed == "link",
+        packages=packages,
+        manifest=alloc.job_dir / f"{tool.name}.manifest.json",
+    )
+    if ctx.config.seed == "none":
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fsops.write_atomic(request.manifest, b"{}")
+        return {"scope": "none"}
+    try:
+        stats = tool.seed(request)
+    except (OSError, CiCacheError) as exc:
+        if ctx.strict:
+            raise StoreError(f"seeding the {tool.name} cache failed: {exc}") from exc
+        message = f"seeding the {tool.name} cache failed ({exc}); the job starts with an empty cache"
+        log.warn(message)
+        alloc.warnings.append(message)
+        fsops.rmtree(cache_dir)
+        cache_dir.mkdir(parents=True)
+        fsops.unlink(request.manifest)
+        return {"failed": str(exc)}
+    return stats.as_dict()

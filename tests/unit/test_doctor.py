@@ -1,0 +1,108 @@
+"""ci_cache.doctor in process: each check on a temp root, and how the diagnosis reads."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ci_cache import doctor, osapi
+from ci_cache.store import Store
+
+NO_UV = {"PATH": ""}
+
+
+def checks(diagnosis: doctor.Diagnosis) -> dict[str, doctor.Check]:
+    return {c.name: c for c in diagnosis.checks}
+
+
+def test_a_fresh_root_is_fine_but_for_uv(tmp_path: Path) -> None:
+    store = Store(tmp_path / "root")
+    diagnosis = doctor.diagnose(store, NO_UV, windows=False)
+    found = checks(diagnosis)
+    assert list(found) == ["root", "disk", "paths", "uv", "locks", "jobs", "antivirus"]  # no uv cache to verify
+    assert found["root"].ok and (store.root / "CACHEDIR.TAG").is_file()
+    assert not found["uv"].ok and "pip install uv" in found["uv"].advice
+    assert found["jobs"].detail == "0 live, 0 stale job dir(s)"
+    assert not diagnosis.ok
+    text = doctor.render(diagnosis)
+    assert "[PROBLEM] uv: uv not found on PATH\n      -> install uv" in text
+    assert text.endswith("1 problem(s) found")
+
+
+def test_an_unusable_root_stops_the_checks_with_what_to_do(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    diagnosis = doctor.diagnose(Store(blocker / "root"), NO_UV, windows=False)
+    (root,) = diagnosis.checks
+    assert not root.ok and "is not usable" in root.detail and "CI_CACHE_ROOT" in root.advice
+
+
+def test_a_stale_job_and_a_broken_shared_uv_cache_are_problems(tmp_path: Path) -> None:
+    store = Store(tmp_path / "root")
+    store.ensure()
+    (store.job_dir("jstale000000") / "uv").mkdir(parents=True)
+    old = time.time() - 7200
+    os.utime(store.job_dir("jstale000000"), (old, old))
+    (store.shared_cache("uv") / ".tmpLeft").mkdir(parents=True)
+    os.utime(store.shared_cache("uv") / ".tmpLeft", (old, old))
+    found = checks(doctor.diagnose(store, NO_UV, windows=False))
+    assert not found["jobs"].ok and "1 stale" in found["jobs"].detail and "ci-cache gc" in found["jobs"].advice
+    assert "1 leftover temp dir(s)" in found["verify"].detail
+
+
+def test_a_live_job_is_no_problem(tmp_path: Path) -> None:
+    store = Store(tmp_path / "root")
+    store.ensure()
+    store.job_dir("jlive0000000").mkdir()
+    held = osapi.try_lock(store.lease("jlive0000000"))
+    assert held is not None
+    try:
+        found = checks(doctor.diagnose(store, NO_UV, windows=False))
+    finally:
+        held.release()
+    assert found["jobs"].ok and found["jobs"].detail == "1 live, 0 stale job dir(s)"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="chmod does not make a file unreadable on Windows")
+def test_a_lock_file_nobody_can_open_is_named(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root opens any file")
+    store = Store(tmp_path / "root")
+    store.ensure()
+    lock = store.write_lock("uv")
+    lock.write_bytes(b"")
+    lock.chmod(0)
+    try:
+        found = checks(doctor.diagnose(store, NO_UV, windows=False))
+    finally:
+        lock.chmod(0o644)
+    assert not found["locks"].ok and str(lock) in found["locks"].detail
+
+
+def test_on_windows_a_deep_root_needs_long_paths_and_the_antivirus_advice_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(osapi, "long_paths_enabled", lambda: False)
+    deep = tmp_path / ("d" * 200) / "root"
+    diagnosis = doctor.diagnose(Store(deep), NO_UV, windows=True)
+    found = checks(diagnosis)
+    assert not found["paths"].ok and "LongPathsEnabled" in found["paths"].advice
+    assert found["antivirus"].ok and "Add-MpPreference -ExclusionPath" in found["antivirus"].advice
+    assert "Add-MpPreference" in doctor.render(diagnosis)  # shown although it is no problem
+    monkeypatch.setattr(osapi, "long_paths_enabled", lambda: True)
+    assert checks(doctor.diagnose(Store(deep), NO_UV, windows=True))["paths"].ok
+
+
+@pytest.mark.spawns
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX fake uv")
+def test_uv_on_the_path_is_asked_its_version(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "uv").write_text("#!/bin/sh\necho 'uv 9.9.9'\n")
+    (bin_dir / "uv").chmod(0o755)
+    found = checks(doctor.diagnose(Store(tmp_path / "root"), {"PATH": str(bin_dir)}, windows=False))
+    assert found["uv"].ok and found["uv"].detail == f"{bin_dir / 'uv'}: uv 9.9.9"

@@ -1,0 +1,263 @@
+"""The steps of a job's life (ci_cache/job/), each on its own: mode, claim, seed, env, record, merge, prune,
+release, and the two pipelines that run them (setup_or_off's fallback).
+
+Setup runs in process (`in_process=True`, as `run` does), so no lease holder starts; the job dir's
+background delete is replaced by an in-process one where a test releases a dir.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ci_cache import config, fsops, job, osapi, prune
+from ci_cache.errors import JobBusy, StoreError, UsageError
+from ci_cache.job import bound, claim, context, env, merge, record, release, seed
+from ci_cache.providers import JobIdentity
+from ci_cache.tools.generic import GenericTool, TempTool
+
+
+@pytest.fixture(autouse=True)
+def no_background_delete(monkeypatch: pytest.MonkeyPatch) -> None:
+    """release_dir deletes here instead of in a background process (the unit tier starts none)."""
+    monkeypatch.setattr(osapi, "start_background_delete", lambda path: False)
+
+
+def make_ctx(root: Path, *, trusted: bool = True, windows: bool = False, **settings: object) -> job.Context:
+    cfg = config.Config.model_validate({"tools": ["pip", "temp"], "mode": "isolated", **settings})
+    identity = JobIdentity(provider="local", job_id="build-1", trusted=trusted,
+                           trust_reason="local run" if trusted else "fork pull request")
+    return job.Context(config=cfg, env={}, cwd=root.parent, windows=windows, identity=identity, root=root)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The mode and the merge decision
+
+
+@pytest.mark.parametrize(("mode", "merge_policy", "trusted", "expected"), [
+    ("shared", "protected", False, "isolated"),
+    ("direct", "protected", False, "isolated"),
+    ("shared", "always", False, "shared"),
+    ("shared", "protected", True, "shared"),
+    ("isolated", "protected", False, "isolated"),
+    ("off", "protected", False, "off"),
+])
+def test_an_untrusted_job_never_gets_a_mode_that_writes_to_the_shared_cache(
+    tmp_path: Path, mode: str, merge_policy: str, trusted: bool, expected: str
+) -> None:
+    got, note = context.effective_mode(make_ctx(tmp_path, trusted=trusted, mode=mode, merge=merge_policy))
+    assert got == expected
+    assert (note is not None) == (got != mode)
+    if note:
+        assert "untrusted job (fork pull request)" in note and f"instead of {mode}" in note
+
+
+@pytest.mark.parametrize(("case", "merges", "why"), [
+    (("isolated", "always", "failure", True), True, "merge: always"),
+    (("isolated", "success", "success", True), True, "merge: success"),
+    (("isolated", "success", "cancelled", True), False, "merge: success, and the job's status is cancelled"),
+    (("isolated", "never", "success", True), False, "merge: never"),
+    (("isolated", "protected", "success", False), False, "merge: protected, and the job is untrusted (fork pull"),
+    (("isolated", "protected", "success", True), True, "merge: protected"),
+    (("shared", "always", "success", True), False, "mode shared: nothing to merge"),
+    (("direct", "always", "success", True), False, "mode direct: nothing to merge"),
+])
+def test_the_merge_decision_and_its_reason(
+    tmp_path: Path, case: tuple[str, str, str, bool], merges: bool, why: str
+) -> None:
+    mode, policy, status, trusted = case
+    decided, reason = merge.decision(make_ctx(tmp_path, trusted=trusted, merge=policy), mode, status)
+    assert decided == merges
+    assert reason.startswith(why)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# claim, record, release
+
+
+def test_claim_in_process_holds_the_lease_and_a_second_claim_is_busy(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path / "root")
+    ctx.store.ensure()
+    first = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode="isolated")
+    assert claim.claim(ctx, first, in_process=True) is None
+    assert first.lease is not None
+    second = replace(first, lease=None)
+    with pytest.raises(JobBusy):
+        claim.claim(ctx, second, in_process=True)
+    claim.give_back(ctx, first.lease)
+    assert not ctx.store.lease(ctx.key).exists()
+
+
+def test_clear_dead_attempt_removes_what_an_earlier_run_of_the_job_left(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path / "root")
+    ctx.store.ensure()
+    alloc = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode="isolated")
+    (alloc.job_dir / "pip").mkdir(parents=True)
+    ctx.store.write_record(ctx.key, {"job": "build-1", "token": "old"})
+    claim.clear_dead_attempt(ctx, alloc)
+    assert not alloc.job_dir.exists() and ctx.store.read_record(ctx.key) is None
+    claim.clear_dead_attempt(ctx, alloc)  # nothing left: nothing to do
+
+
+def test_record_write_keeps_created_and_extra_across_writes(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path / "root")
+    ctx.store.ensure()
+    alloc = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode="isolated")
+    record.write(ctx, alloc, status="seeding", extra={"token": "t0k", "holder_pid": 42})
+    first = ctx.store.read_record(ctx.key)
+    assert first is not None
+    alloc.caches["pip"] = "/x"
+    record.write(ctx, alloc, status="ready")
+    second = ctx.store.read_record(ctx.key)
+    assert second is not None
+    assert second["created"] == first["created"] and second["token"] == "t0k" and second["holder_pid"] == 42
+    assert second["status"] == "ready" and second["caches"] == {"pip": "/x"} and second["pid"] == os.getpid()
+    assert second["trusted"] is True and second["provider"] == "local"
+
+
+def test_release_dir_renames_away_at_once_and_falls_back_to_deleting_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_dir = tmp_path / "jobs" / "j1"
+    (job_dir / "uv").mkdir(parents=True)
+    release.release_dir(job_dir)
+    assert not job_dir.exists() and list((tmp_path / "jobs").iterdir()) == []
+
+    (job_dir / "uv").mkdir(parents=True)
+
+    def cannot_rename(path: Path) -> Path:
+        raise PermissionError(13, "held open")
+
+    monkeypatch.setattr(fsops, "rename_away", cannot_rename)
+    release.release_dir(job_dir)
+    assert not job_dir.exists()
+    release.release_dir(job_dir)  # already gone: nothing to do
+
+
+# ---------------------------------------------------------------------------------------------------------
+# seed and env
+
+
+def test_seed_none_starts_every_isolated_cache_empty_with_an_empty_manifest(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path / "root", seed="none")
+    (ctx.store.shared_cache("pip") / "old.whl").parent.mkdir(parents=True)
+    (ctx.store.shared_cache("pip") / "old.whl").write_text("w")
+    alloc = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode="isolated")
+    seed.allocate(ctx, alloc, [GenericTool("pip", {"PIP_CACHE_DIR": "{dir}"}), TempTool()])
+    assert alloc.seeded == {"pip": {"scope": "none"}}
+    assert list(Path(alloc.caches["pip"]).iterdir()) == []
+    assert (alloc.job_dir / "pip.manifest.json").read_bytes() == b"{}"
+    assert alloc.env["PIP_CACHE_DIR"] == alloc.caches["pip"]
+    assert alloc.env["TMPDIR"] == str(alloc.job_dir / "tmp") and "seed" in alloc.phases
+
+
+def test_a_failed_seed_starts_the_job_cold_with_a_warning_or_fails_it_when_strict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: GenericTool, request: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(GenericTool, "seed", broken)
+    ctx = make_ctx(tmp_path / "root")
+    alloc = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode="isolated")
+    seed.allocate(ctx, alloc, [GenericTool("pip", {"PIP_CACHE_DIR": "{dir}"})])
+    assert "No space left" in alloc.seeded["pip"]["failed"]
+    assert alloc.warnings == [f"seeding the pip cache failed ({alloc.seeded['pip']['failed']}); the job starts "
+                              "with an empty cache"]
+    assert list(Path(alloc.caches["pip"]).iterdir()) == []
+    strict = replace(ctx, config=ctx.config.model_copy(update={"strict": True}))
+    with pytest.raises(StoreError, match="seeding the pip cache failed"):
+        seed.allocate(strict, job.Allocation(job="b", key="k", job_dir=tmp_path / "other", mode="isolated"),
+                      [GenericTool("pip", {"PIP_CACHE_DIR": "{dir}"})])
+
+
+@pytest.mark.parametrize("mode", ["shared", "direct"])
+def test_shared_and_direct_jobs_use_the_shared_cache_itself(tmp_path: Path, mode: str) -> None:
+    ctx = make_ctx(tmp_path / "root", mode=mode)
+    alloc = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode=mode)
+    seed.allocate(ctx, alloc, [GenericTool("pip", {"PIP_CACHE_DIR": "{dir}"})])
+    assert alloc.caches["pip"] == str(ctx.store.shared_cache("pip")) and alloc.seeded == {}
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_env_export_installs_shims_in_shared_mode_and_puts_them_on_path_across_processes(
+    tmp_path: Path, in_process: bool
+) -> None:
+    ctx = make_ctx(tmp_path / "root", mode="shared")
+    alloc = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode="shared")
+    env.export(ctx, alloc, [GenericTool("pip", {}, commands=("pip", "pip3")), TempTool()], token="t0k",
+               in_process=in_process)
+    assert sorted(p.name for p in (alloc.job_dir / "bin").iterdir()) == ["pip", "pip3"]
+    assert alloc.path_prepend == ([] if in_process else [str(alloc.job_dir / "bin")])
+    assert alloc.env == {"CI_CACHE_JOB": "build-1", "CI_CACHE_ROOT": str(ctx.root),
+                         "CI_CACHE_JOB_DIR": str(alloc.job_dir), job.TOKEN_VAR: "t0k"}
+
+
+def test_env_applied_sets_the_allocation_over_the_base_and_its_path_first(tmp_path: Path) -> None:
+    alloc = job.Allocation(job="j", key="k", job_dir=tmp_path, mode="shared", env={"UV_CACHE_DIR": "/c"},
+                           path_prepend=["/shims"])
+    got = job.job_env({"PATH": "/usr/bin", "UV_CACHE_DIR": "/old", "HOME": "/h"}, alloc)
+    assert got == {"PATH": os.pathsep.join(["/shims", "/usr/bin"]), "UV_CACHE_DIR": "/c", "HOME": "/h"}
+    assert job.job_env({"PATH": "/usr/bin"}, replace(alloc, path_prepend=[]))["PATH"] == "/usr/bin"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# setup_or_off, and finish's prune step
+
+
+def test_setup_or_off_runs_off_where_that_is_safe_and_fails_where_it_is_not(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    ctx = make_ctx(blocker / "root")
+    alloc = job.setup_or_off(ctx, in_process=True)
+    assert alloc.mode == "off" and alloc.env == {job.TOKEN_VAR: job.NO_TOKEN}
+    (warning,) = alloc.warnings
+    assert "is not usable" in warning and warning.endswith("; the job runs without ci-cache")
+    with pytest.raises(StoreError):
+        job.setup_or_off(replace(ctx, config=ctx.config.model_copy(update={"strict": True})), in_process=True)
+    held = make_ctx(tmp_path / "root")
+    first = job.setup(held, in_process=True)
+    with pytest.raises(UsageError):  # a busy id is a usage error: never off
+        job.setup_or_off(held, in_process=True)
+    assert first.lease is not None
+    job.finish(held, "success", held=first.lease)
+
+
+def test_prune_on_finish_bounds_only_when_asked_and_a_failure_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = make_ctx(tmp_path / "root", prune={"on_finish": True, "max_size": "10"})
+    ctx.store.shared_cache("pip").mkdir(parents=True)
+    for name in ("a", "b"):
+        (ctx.store.shared_cache("pip") / name).write_bytes(b"x" * 8)
+    result = job.FinishResult(job="build-1", key=ctx.key, mode="isolated", status="success", merge_decision="",
+                              merged={"pip": {}})
+    bound.prune_if_over(ctx, result)
+    assert "prune" in result.phases and len(list(ctx.store.shared_cache("pip").iterdir())) == 1
+
+    unbounded = job.FinishResult(job="b", key="k", mode="isolated", status="success", merge_decision="")
+    bound.prune_if_over(make_ctx(tmp_path / "root", prune={"on_finish": True}), unbounded)
+    bound.prune_if_over(make_ctx(tmp_path / "root", prune={"max_size": "1"}), unbounded)
+    assert unbounded.phases == {} and unbounded.warnings == []
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError(5, "Access is denied")
+
+    monkeypatch.setattr(prune, "prune_store", broken)
+    bound.prune_if_over(ctx, result)
+    assert result.warnings == ["prune after the merge failed ([Errno 5] Access is denied); the shared cache is "
+                               "valid, only not bounded"]
+
+
+def test_finish_of_a_shared_job_merges_nothing_and_releases_everything(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path / "root", mode="shared")
+    alloc = job.setup(ctx, in_process=True)
+    assert (alloc.job_dir / "bin" / "pip").is_file()
+    result = job.finish(ctx, "success", held=alloc.lease)
+    assert result.merge_decision == "mode shared: nothing to merge" and result.merged == {}
+    assert "cleanup" in result.phases and "merge" not in result.phases
+    assert not alloc.job_dir.exists() and not ctx.store.lease(ctx.key).exists()
+    assert ctx.store.read_record(ctx.key) is None
