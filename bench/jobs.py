@@ -106,6 +106,13 @@ def install(setup: Setup, job: Job, env: Mapping[str, str], prefix: Sequence[str
         run([*cmd, "--index-url", setup.index_url, "-r", setup.requirements], env)
 
 
+def with_bench_path(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with this repo on PYTHONPATH, for the bench's own helper processes (`python -m bench.x`)."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    old = env.get("PYTHONPATH")
+    return {**env, "PYTHONPATH": repo + (os.pathsep + old if old else "")}
+
+
 def rmtree(path: Path) -> None:
     def onerror(func: object, p: str, exc: object) -> None:
         # Read-only files (uv marks some) block deletion on Windows; retry once writable.
@@ -120,6 +127,12 @@ def rmtree(path: Path) -> None:
 
     if path.exists() or path.is_symlink():
         shutil.rmtree(path, onerror=onerror)
+
+
+def sync() -> None:
+    """Flush the page cache to disk (POSIX `sync`); nothing to do where there is none."""
+    if hasattr(os, "sync"):
+        os.sync()
 
 
 def _walk_files(root: Path) -> Iterator[os.stat_result]:
