@@ -10,7 +10,8 @@ from pathlib import Path
 
 from bench import index, strategies
 from bench.model import LOOPBACK, NET, Variant
-from ci_cache_index.network import NetworkProfile, parse_bandwidth
+from ci_cache_index.cli import _bandwidth, _latency_ms  # the index server's own option parsers
+from ci_cache_index.network import NetworkProfile
 
 # Copy mode costs a full file copy per installed file, so it is run only where a comparison needs it.
 FULL_COPY = ("shared", "cp-al", "cic-iso-link", "cic-iso-copy", "cic-shared")
@@ -35,13 +36,6 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-def _bandwidth(text: str) -> int:
-    try:
-        return parse_bandwidth(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="Run every cache strategy side by side.")
     p.add_argument("--quick", action="store_true", help="a run of about 5 minutes: N=4, the targets' strategies")
@@ -50,7 +44,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--strategies", type=_csv, help=f"subset of {','.join(strategies.REGISTRY)}")
     p.add_argument("--copy-for", type=_csv, help="strategies also run with UV_LINK_MODE=copy")
     p.add_argument("--net-for", type=_csv, help="strategies also run behind the network profile ('' for none)")
-    p.add_argument("--latency-ms", type=float, default=index.DEFAULT_LATENCY_MS,
+    p.add_argument("--latency-ms", type=_latency_ms, default=index.DEFAULT_LATENCY_MS,
                    help=f"network profile: ms added to each response (default {index.DEFAULT_LATENCY_MS:g})")
     p.add_argument("--bandwidth", type=_bandwidth, default=index.DEFAULT_BANDWIDTH,
                    help="network profile: bytes/s shared by all connections, e.g. 12.5M (the default)")
@@ -102,10 +96,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"unknown strategies {unknown}; known: {', '.join(strategies.REGISTRY)}")
     if args.cpu_samples < 1 or args.scale_packages < 10:
         p.error("--cpu-samples wants at least 1 and --scale-packages at least 10")
-    try:
-        args.network = NetworkProfile(latency=args.latency_ms / 1000, bandwidth=args.bandwidth)
-    except ValueError as exc:
-        p.error(str(exc))
+    args.network = NetworkProfile(latency=args.latency_ms / 1000, bandwidth=args.bandwidth)
     return args
 
 

@@ -17,7 +17,8 @@ import hashlib
 import statistics
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -205,24 +206,34 @@ def _overhead_jobs(cli: _Cli, result: ScaleResult, names: list[str], repeats: in
         result.job_overhead.append(job.phases["wrapped"] - command)
 
 
-def _prepare(plan: ScalePlan, home: Path, work: Path, name: str) -> tuple[Path, Path, float]:
+@contextmanager
+def _filled(plan: ScalePlan, setup: Setup, home: Path, work: Path, *, name: str, result: ScaleResult
+            ) -> Iterator[tuple[_Cli, Path]]:
+    """A fresh root whose shared cache holds `plan`'s packages; yields a job runner and that uv cache.
+
+    Records the cache's size and how long building the index and filling the cache took."""
     index_root = home / "bench-scale" / f"{plan.packages}x{FILES_PER_PACKAGE}"
     t0 = time.perf_counter()
     if ensure_index(index_root, plan.specs()):
         print(f"bench: {name}: built {plan.packages} packages into {index_root} "
               f"in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    return index_root, work / f"{name}-root", t0
+    root = work / f"{name}-root"
+    try:
+        with index.serve(index_root, simple_max_age=0) as srv:
+            cli = _Cli(replace(setup, index_url=srv.url), root, work / f"{name}-jobs")
+            print(f"bench: {name}: filling the shared cache with {plan.packages} packages", file=sys.stderr)
+            shared_uv = _fill(cli, plan.base_names())
+            result.build_s = time.perf_counter() - t0
+            result.cache_files = jobs.count_files(shared_uv)
+            print(f"bench: {name}: {result.cache_files} files ready in {result.build_s:.0f} s", file=sys.stderr)
+            yield cli, shared_uv
+    finally:
+        jobs.rmtree(root)
 
 
 def run(plan: ScalePlan, setup: Setup, home: Path, work: Path, notes: list[str]) -> ScaleResult:
-    index_root, root, t0 = _prepare(plan, home, work, "scale")
     result = ScaleResult(packages=plan.packages, keyed_fraction=1.0 / plan.keyed_every)
-    with index.serve(index_root, simple_max_age=0) as srv:
-        cli = _Cli(replace(setup, index_url=srv.url), root, work / "scale-jobs")
-        print(f"bench: scale set: filling the shared cache with {plan.packages} packages", file=sys.stderr)
-        shared_uv = _fill(cli, plan.base_names())
-        result.build_s = time.perf_counter() - t0
-        result.cache_files = jobs.count_files(shared_uv)
+    with _filled(plan, setup, home, work, name="scale", result=result) as (cli, shared_uv):
         if floor.available():
             copies = floor.measure(shared_uv, work / "scale-floor", plan.repeats, floor.flags(plan.copy_floor))
             result.cp_al, result.cp_a = copies["cp -al"], copies.get("cp -a", [])
@@ -248,22 +259,13 @@ def run(plan: ScalePlan, setup: Setup, home: Path, work: Path, notes: list[str])
             result.merge.append(_phase_or_wall(job, "merge", "finish", notes))
         result.merge_new_files = int(statistics.median(deltas))
         _overhead_jobs(cli, result, plan.job_names(), plan.repeats, notes)
-    jobs.rmtree(root)
     return result
 
 
 def run_big(plan: ScalePlan, setup: Setup, home: Path, work: Path, notes: list[str]) -> ScaleResult:
     """The 10% job of `plan` against a shared cache of `plan.big()`: only its per-job overhead."""
     big = plan.big()
-    index_root, root, t0 = _prepare(big, home, work, "big-scale")
     result = ScaleResult(packages=big.packages, keyed_fraction=len(plan.job_names()) / big.packages)
-    with index.serve(index_root, simple_max_age=0) as srv:
-        cli = _Cli(replace(setup, index_url=srv.url), root, work / "big-scale-jobs")
-        print(f"bench: big scale point: filling the shared cache with {big.packages} packages", file=sys.stderr)
-        shared_uv = _fill(cli, big.base_names())
-        result.build_s = time.perf_counter() - t0
-        result.cache_files = jobs.count_files(shared_uv)
-        print(f"bench: big scale point: {result.cache_files} files in {result.build_s:.0f} s", file=sys.stderr)
+    with _filled(big, setup, home, work, name="big-scale", result=result) as (cli, _shared_uv):
         _overhead_jobs(cli, result, plan.job_names(), plan.repeats, notes)
-    jobs.rmtree(root)
     return result
