@@ -114,6 +114,12 @@ def with_bench_path(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def rmtree(path: Path) -> None:
+    """Delete a tree: with `rm -rf` where there is one (a third faster than Python on a disk, and the
+    bench deletes every job's venv and caches between waves), else, or if that fails, in Python."""
+    rm = shutil.which("rm") if os.name != "nt" else None
+    if rm is not None and subprocess.run([rm, "-rf", "--", os.fspath(path)], check=False).returncode == 0:
+        return
+
     def onerror(func: object, p: str, exc: object) -> None:
         # Read-only files (uv marks some) block deletion on Windows; retry once writable.
         try:

@@ -51,7 +51,7 @@ def _rows(run: RunResult) -> tuple[list[str], list[list[str]]]:
         *(f"cold N={n}" for n in cold_ns),
         *(f"N={n}" for n in ns),
         f"median steps at N={n_steps} (s)",
-        "disk MB job/shared",
+        *(["disk MB job/shared"] if run.disk else []),  # no column when the disk probe was off
     ]
     rows = []
     for variant in stats.variants(run):
@@ -62,7 +62,7 @@ def _rows(run: RunResult) -> tuple[list[str], list[list[str]]]:
                 *(_fmt(stats.makespan(run, variant, n, warm=False)) for n in cold_ns),
                 *(_fmt(stats.makespan(run, variant, n)) for n in ns),
                 step_summary(run, variant, n_steps),
-                f"{_mb(disk.get('job_private'))}/{_mb(disk.get('shared'))}",
+                *([f"{_mb(disk.get('job_private'))}/{_mb(disk.get('shared'))}"] if run.disk else []),
             ]
         )
     return header, rows
@@ -98,7 +98,8 @@ def _floor_rows(run: RunResult) -> list[list[str]]:
         share = f"{scale.keyed_fraction:.0%} of the packages"
         rows += [
             [f"cp -al of the scale cache ({scale.cache_files} files)", _fmt(stats.median(scale.cp_al), 3)],
-            [f"cp -a of the scale cache ({scale.cache_files} files)", _fmt(stats.median(scale.cp_a), 3)],
+            *([[f"cp -a of the scale cache ({scale.cache_files} files)", _fmt(stats.median(scale.cp_a), 3)]]
+              if scale.cp_a else []),  # left out by --quick
             ["ci-cache full seed of the scale cache", _fmt(stats.median(scale.seed_full), 3)],
             [f"ci-cache seed with key_files ({share})", _fmt(stats.median(scale.seed_keyed), 3)],
             [

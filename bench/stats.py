@@ -66,7 +66,8 @@ def variants(run: RunResult) -> list[str]:
 
 
 def ns(run: RunResult) -> list[int]:
-    return sorted({w.n for w in run.waves})
+    """The Ns of the warm waves (a cold wave's N is a column of its own)."""
+    return sorted({w.n for w in run.waves if w.warm})
 
 
 def cpu(run: RunResult, probe: str) -> float | None:

@@ -178,6 +178,7 @@ class _BrokenBegin:
         return self
 
 
+@pytest.mark.spawns  # the wave's cleanup runs `rm -rf`
 def test_a_failing_job_fails_its_wave_without_losing_it(tmp_path: Path) -> None:
     setup = jobs.Setup(Path("uv"), Path("python"), "http://127.0.0.1:9/simple", tmp_path / "r.txt", {}, Path("x"))
     bed = runner.Bed(_BrokenBegin(), Variant("broken"), tmp_path / "state", tmp_path / "jobs", setup)

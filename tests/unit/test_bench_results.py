@@ -223,3 +223,14 @@ def test_an_unchanged_scale_index_is_not_rebuilt(tmp_path: Path, monkeypatch: py
     assert scale.ensure_index(root, scale.ScalePlan(packages=20, repeats=2).specs())  # stamp does not match
     assert builds == [30, 40, 40]
     assert scale.specs_digest(specs) != scale.specs_digest(specs[:-1])
+
+
+def test_what_a_quick_run_left_out_has_no_empty_column_or_row() -> None:
+    run = sample()
+    run.disk = {}  # --quick: no disk probe
+    assert run.scale is not None
+    run.scale.cp_a = []  # --quick: no `cp -a`
+    md = report.markdown(run, {})
+    assert "disk MB" not in md and "cp -a of the scale cache" not in md
+    assert "cp -al of the scale cache (10 files) | 0.500 |" in md
+    assert "| shared | - | 1.50 | install 1.00, cic.seed 0.10 |" in md
