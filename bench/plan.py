@@ -38,7 +38,8 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="Run every cache strategy side by side.")
-    p.add_argument("--quick", action="store_true", help="a run of about 5 minutes: N=4, the targets' strategies")
+    p.add_argument("--quick", action="store_true",
+                   help="N=4, only what the targets read: about 6 minutes on an idle 2-core machine")
     p.add_argument("--n", type=_ints, help="concurrent job counts (default 1,2,4,8; quick: 4)")
     p.add_argument("--repeats", type=int, help="warm waves per variant and N (default 3)")
     p.add_argument("--strategies", type=_csv, help=f"subset of {','.join(strategies.REGISTRY)}")

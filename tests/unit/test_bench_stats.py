@@ -203,3 +203,16 @@ def test_target_computation_ignores_other_ns() -> None:
     by_id = {t.id: t for t in targets.compute(run)}
     assert by_id["P1.default"].measured is None
     assert {t.id: t for t in targets.compute(run, n=8)}["P1.default"].measured == pytest.approx(1.0)
+
+
+def test_a_target_whose_variants_the_run_left_out_is_skipped() -> None:
+    run = sample_run()
+    run.meta["variants"] = ["shared", "cic-iso-link", "empty", "tar-zstd"]  # no cp-al, no copy mode, no @net
+    run.waves = [w for w in run.waves if w.variant in run.meta["variants"]]
+    by_id = {t.id: t for t in targets.compute(run)}
+    assert by_id["G3.cpal"].verdict == "SKIP" and by_id["G3.cpal"].skipped == "this run left out cp-al"
+    assert by_id["G3.copy"].skipped == "this run left out cic-iso-link+copy, shared+copy"
+    assert by_id["G5.tar"].skipped == "this run left out tar-zstd@net, cic-iso-link@net"
+    assert by_id["G3.default"].verdict == "PASS"  # its variants ran
+    run.waves = [w for w in run.waves if w.variant != "empty"]  # planned, but no wave succeeded
+    assert {t.id: t for t in targets.compute(run)}["P2"].verdict == "FAIL"
