@@ -54,6 +54,20 @@ def _tool(name: str) -> Path | None:
     return Path(found) if found else None
 
 
+def _commit() -> str:
+    """The repo's commit (the product and the bench measured), `+dirty` with uncommitted changes."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "ci_cache", "ci_cache_index", "bench", ":!bench/results")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def _version(tool: Path) -> str:
     proc = subprocess.run([str(tool), "--version"], capture_output=True, text=True, check=False)
     return (proc.stdout.strip() or proc.stderr.strip()).splitlines()[-1] if proc.returncode == 0 else "?"
@@ -218,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python": platform.python_version(),
         "uv": _version(uv),
         "ci_cache": _version(cic_cli) if cic_cli is not None and not cic_problem else "n/a",
+        "commit": _commit(),
         "quick": args.quick,
         "ns": args.n,
         "repeats": args.repeats,
