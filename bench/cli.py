@@ -175,7 +175,8 @@ def measure_scale(run: RunResult, args: argparse.Namespace, setup: Setup, home: 
     if not args.big_scale:
         big = scale_plan.big()
         run.skipped["G4"] = (
-            f"the {big.packages:,}-package scale point (about {big.packages * 104:,} files) is off in --quick; "
+            f"the {big.packages:,}-package scale point (about {big.packages * scale.CACHE_FILES_PER_PACKAGE:,} files) "
+            "was left out (it is off by default in --quick); "
             "measure it with `python -m bench --quick --big-scale` (docs/benchmarks.md says how long it takes)"
         )
         return

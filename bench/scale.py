@@ -31,6 +31,7 @@ from bench.wheels import write_requirements
 from ci_cache_index import PackageSpec, build_index, scale_specs
 
 FILES_PER_PACKAGE = 96  # plus __init__.py and three dist-info files: 100 files per unpacked wheel
+CACHE_FILES_PER_PACKAGE = 105  # in the uv cache: the unpacked wheel and its entry's pointer files (measured)
 REQUIREMENTS = "requirements.txt"  # the 10% job's file, in its workspace
 BIG_FACTOR = 10  # the big scale point holds ten times the packages
 
