@@ -12,74 +12,37 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
-from bench import chart, cic, floor, index, jobs, model, report, scale, stats, strategies, targets, wheels
+from bench import (
+    chart,
+    cic,
+    fixedcost,
+    floor,
+    index,
+    jobs,
+    model,
+    plan,
+    report,
+    rusage,
+    scale,
+    stats,
+    strategies,
+    targets,
+    wheels,
+)
 from bench.jobs import Setup
-from bench.model import RunResult, Variant
+from bench.model import LOOPBACK, NET, RunResult, Variant
 from bench.runner import Bed, probe_disk, run_wave
+from ci_cache_index import IndexServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CIC_STRATEGIES = ("cic-iso-link", "cic-iso-copy", "cic-shared")
-# Copy mode costs a full file copy per installed file, so it is run only where a comparison needs it.
-FULL_COPY = ("shared", "cp-al", "cic-iso-link", "cic-iso-copy", "cic-shared")
-QUICK_COPY = ("shared", "cic-iso-link")
-# `--quick` runs what the targets compare, on the realistic set, and skips the slow extras (zip, cp -al).
-QUICK_STRATEGIES = ("shared", "empty", "tar-zstd", "cic-iso-link")
-TMPFS_MIN_FREE = 8 << 30
-
-
-def _csv(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
-
-
-def _ints(text: str) -> list[int]:
-    values = [int(p) for p in _csv(text)]
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("want positive integers, comma-separated, like 1,2,4,8")
-    return values
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="a run under 2 minutes: N=4, the targets' strategies")
-    p.add_argument("--n", type=_ints, help="concurrent job counts (default 1,2,4,8; quick: 4)")
-    p.add_argument("--repeats", type=int, help="warm waves per variant and N (default 3)")
-    p.add_argument("--strategies", type=_csv, help=f"subset of {','.join(strategies.REGISTRY)}")
-    p.add_argument("--copy-for", type=_csv, help="strategies also run with UV_LINK_MODE=copy")
-    p.add_argument(
-        "--requirements",
-        choices=("realistic", "small"),
-        default="realistic",
-        help="the set each job installs: about 50 wheels with numpy and pandas, or a small pure-Python set",
-    )
-    p.add_argument("--scale-packages", type=int, help="100-file packages in the scale cache (default 500)")
-    p.add_argument("--no-scale", action="store_true", help="skip the seed/merge measurements (P4, P5)")
-    p.add_argument(
-        "--cic-via",
-        choices=("run", "steps"),
-        default="run",
-        help="drive ci-cache jobs by one `ci-cache run` (default) or `setup` + `finish` steps",
-    )
-    p.add_argument("--cold-jobs", type=int, default=1, help="jobs of the wave that warms each variant")
-    p.add_argument("--simple-max-age", type=int, default=0, help="index page max-age; 0 revalidates")
-    p.add_argument("--out", type=Path, default=RESULTS, help="where the JSON, markdown and chart go")
-    p.add_argument("--work", type=Path, help="scratch dir for caches and venvs (default: tmpfs if big enough)")
-    p.add_argument("--keep", action="store_true", help="keep the work dir (caches, archives) afterwards")
-    p.add_argument("--no-chart", action="store_true")
-    p.add_argument("--report", type=Path, metavar="JSON", help="only re-render the table, markdown and chart of a run")
-    args = p.parse_args(argv)
-    args.n = args.n or ([4] if args.quick else [1, 2, 4, 8])
-    args.repeats = args.repeats or 3
-    args.scale_packages = args.scale_packages or (100 if args.quick else 500)
-    args.strategies = args.strategies or list(QUICK_STRATEGIES if args.quick else strategies.REGISTRY)
-    if args.copy_for is None:
-        args.copy_for = QUICK_COPY if args.quick else FULL_COPY
-    unknown = sorted(set(args.strategies) - set(strategies.REGISTRY))
-    if unknown:
-        p.error(f"unknown strategies {unknown}; known: {', '.join(strategies.REGISTRY)}")
-    return args
+# The targets an option leaves unmeasured on purpose: they say SKIP, not FAIL.
+SKIPPED_BY = {"no_fixed_cost": ("G1.run", "G1.steps"), "no_scale": ("P4a", "P4b", "P5", "G2", "G4")}
 
 
 def _tool(name: str) -> Path | None:
@@ -89,6 +52,20 @@ def _tool(name: str) -> Path | None:
         return exe
     found = shutil.which(name)
     return Path(found) if found else None
+
+
+def _commit() -> str:
+    """The repo's commit (the product and the bench measured), `+dirty` with uncommitted changes."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "ci_cache", "ci_cache_index", "bench", ":!bench/results")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def _version(tool: Path) -> str:
@@ -107,20 +84,9 @@ def ci_cache_works(cli: Path, env: dict[str, str]) -> str:
     return "" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
 
 
-def plan_variants(args: argparse.Namespace, notes: list[str]) -> list[Variant]:
-    out: list[Variant] = []
-    for name in args.strategies:
-        if not strategies.available(name):
-            notes.append(f"{name} skipped: its tools are not installed here")
-            continue
-        modes = strategies.REGISTRY[name].link_modes
-        out += [Variant(name, m) for m in modes if m == "default" or name in args.copy_for]
-    return out
-
-
-def _result_stem(now: dt.datetime, quick: bool) -> str:
+def _result_stem(now: dt.datetime, quick: bool, fs: str) -> str:
     host = re.sub(r"[^A-Za-z0-9.-]+", "-", platform.node() or "host")
-    return f"{now:%Y-%m-%d}-{host}" + ("-quick" if quick else "")
+    return f"{now:%Y-%m-%d}-{host}" + ("-quick" if quick else "") + ("-tmpfs" if fs.startswith("tmpfs") else "")
 
 
 def _progress(msg: str) -> None:
@@ -132,34 +98,97 @@ def _strategy(name: str, args: argparse.Namespace) -> strategies.Strategy:
     return strategy.with_via(args.cic_via) if isinstance(strategy, cic.CiCache) else strategy
 
 
-def run_strategies(run: RunResult, args: argparse.Namespace, setup: Setup, variants: list[Variant], work: Path) -> None:
-    beds = [Bed(_strategy(v.strategy, args), v, work / "state" / v.key, work / "jobs" / v.key, setup) for v in variants]
-    for bed in beds:
+@contextmanager
+def serve_networks(root: Path, args: argparse.Namespace, wanted: Sequence[str]) -> Iterator[dict[str, IndexServer]]:
+    """One index server per network the variants use, all on the same files; yields network -> server.
+
+    Both run for the whole of the waves, so the two networks' waves interleave like the variants do."""
+    profiles = {LOOPBACK: None, NET: args.network}
+    with ExitStack() as stack:
+        yield {
+            name: stack.enter_context(index.serve(root, simple_max_age=args.simple_max_age, network=profiles[name]))
+            for name in wanted
+        }
+
+
+def beds(args: argparse.Namespace, setups: dict[str, Setup], variants: list[Variant], work: Path) -> list[Bed]:
+    """A bed per variant; a network variant's jobs reach the index through that network's server."""
+    return [
+        Bed(_strategy(v.strategy, args), v, work / "state" / v.key, work / "jobs" / v.key, setups[v.network])
+        for v in variants
+    ]
+
+
+def run_strategies(run: RunResult, args: argparse.Namespace, setups: dict[str, Setup], variants: list[Variant],
+                   work: Path) -> None:
+    planned = beds(args, setups, variants, work)
+    for bed in planned:
         bed.prepare()
         wave = run_wave(bed, args.cold_jobs, warm=False, repeat=0)
         run.waves.append(wave)
         _progress(f"{bed.variant.key} cold N={args.cold_jobs}: {wave.makespan:.2f} s")
-    total = args.repeats * len(beds) * len(args.n)
+    total = args.repeats * len(planned) * len(args.n)
     done = 0
-    # Repeats are the outer loop, so a burst of load from elsewhere hits every variant alike.
+    # Repeats are the outer loop, so a burst of load from elsewhere hits every variant (and both
+    # networks) alike.
     for r in range(1, args.repeats + 1):
-        for bed in beds:
+        for bed in planned:
             for n in args.n:
                 wave = run_wave(bed, n, warm=True, repeat=r)
                 run.waves.append(wave)
                 done += 1
                 _progress(f"[{done}/{total}] {bed.variant.key} N={n} r{r}: {wave.makespan:.2f} s")
-    for bed in beds:
-        run.disk[bed.variant.key] = probe_disk(bed)
-    shared = next((b for b in beds if b.variant.key == "shared"), None)
+    if args.disk_probe:
+        for bed in planned:
+            if bed.variant.network == LOOPBACK:  # the network changes no byte on disk
+                run.disk[bed.variant.key] = probe_disk(bed)
+    shared = next((b for b in planned if b.variant.key == stats.SHARED), None)
     if shared is not None and floor.available():
-        run.floor = floor.measure(shared.state / "cache", work / "floor", args.repeats)
-    for bed in beds:
+        run.floor = floor.measure(shared.state / "cache", work / "floor", args.repeats, floor.flags(args.copy_floor))
+    for bed in planned:
         jobs.rmtree(bed.state)
 
 
+def _timed(run: RunResult, name: str, step: Callable[[], None]) -> None:
+    t0 = time.perf_counter()
+    step()
+    run.meta.setdefault("step_seconds", {})[name] = round(time.perf_counter() - t0, 1)
+
+
+def measure_fixed_cost(run: RunResult, args: argparse.Namespace, cli: Path, env: dict[str, str], work: Path) -> None:
+    if not rusage.available():
+        for tid in ("G1.run", "G1.steps"):
+            run.skipped[tid] = "counting the CPU of detached processes needs Linux (PR_SET_CHILD_SUBREAPER)"
+        return
+    try:
+        run.fixed_cost = fixedcost.measure(cli, env, work / "fixed-cost", samples=args.cpu_samples, progress=_progress)
+    except (rusage.RusageError, OSError) as exc:
+        run.notes.append(f"fixed cost (G1) failed: {exc}")
+
+
+def measure_scale(run: RunResult, args: argparse.Namespace, setup: Setup, home: Path, work: Path) -> None:
+    scale_plan = scale.ScalePlan(packages=args.scale_packages, repeats=args.repeats, copy_floor=args.copy_floor)
+    try:
+        run.scale = scale.run(scale_plan, setup, home, work, run.notes)
+    except (jobs.JobError, OSError, subprocess.CalledProcessError) as exc:
+        run.notes.append(f"scale set failed: {exc}")
+    if not args.big_scale:
+        big = scale_plan.big()
+        run.skipped["G4"] = (
+            f"the {big.packages:,}-package scale point (about {big.packages * scale.CACHE_FILES_PER_PACKAGE:,} files) "
+            "was left out (it is off by default in --quick); "
+            "measure it with `python -m bench --quick --big-scale` (docs/benchmarks.md says how long it takes)"
+        )
+        return
+    try:
+        run.big_scale = scale.run_big(scale_plan, setup, home, work, run.notes)
+    except (jobs.JobError, OSError, subprocess.CalledProcessError) as exc:
+        run.notes.append(f"big scale point failed: {exc}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = plan.parse_args(argv)
+    out = args.out or RESULTS
     if args.report is not None:
         publish(model.load(args.report), args.report.parent, args.report.stem, chart_wanted=not args.no_chart)
         return 0
@@ -170,23 +199,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if uv is None:
         print("bench: uv not found next to the interpreter or on PATH", file=sys.stderr)
         return 2
+    home = wheels.dev_home(os.environ)
+    try:
+        work_parent = plan.work_parent(args, home)
+    except ValueError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
     base_env = jobs.clean_env(os.environ)
     # uv on PATH: ci-cache's shared-mode shims find the real uv there, after their own dir.
     base_env["PATH"] = os.pathsep.join([str(uv.parent), base_env.get("PATH", "")])
-    needs_cic = any(s in CIC_STRATEGIES for s in args.strategies) or not args.no_scale
+    for flag, ids in SKIPPED_BY.items():
+        if getattr(args, flag):
+            run.skipped.update(dict.fromkeys(ids, f"--{flag.replace('_', '-')}"))
+    needs_cic = any(s in CIC_STRATEGIES for s in args.strategies) or not args.no_scale or not args.no_fixed_cost
     cic_problem = "ci-cache CLI not found" if cic_cli is None else ""
     if cic_cli is not None and needs_cic:
         cic_problem = ci_cache_works(cic_cli, base_env)
     if cic_problem:
-        run.notes.append(f"ci-cache strategies and the scale set skipped: {cic_problem}")
+        run.notes.append(f"ci-cache strategies, the fixed cost and the scale set skipped: {cic_problem}")
         args.strategies = [s for s in args.strategies if s not in CIC_STRATEGIES]
-        args.no_scale = True
-    home = wheels.dev_home(os.environ)
+        args.no_scale = args.no_fixed_cost = True
     index_root, wheel_files = wheels.ensure_realistic(home)
     names = wheels.SMALL if args.requirements == "small" else wheels.REALISTIC
-    work_parent = args.work or default_work_parent(home)
-    work = Path(tempfile.mkdtemp(prefix="bench-run-", dir=_mkdir(work_parent)))
-    variants = plan_variants(args, run.notes)
+    work_parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-run-", dir=work_parent))
+    variants = plan.variants(args, run.notes)
+    fs = plan.filesystem_of(work_parent)
     run.meta = {
         "date": now.isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -195,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python": platform.python_version(),
         "uv": _version(uv),
         "ci_cache": _version(cic_cli) if cic_cli is not None and not cic_problem else "n/a",
+        "commit": _commit(),
         "quick": args.quick,
         "ns": args.n,
         "repeats": args.repeats,
@@ -203,29 +242,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         "requirements": list(names),
         "index_wheels": len(wheel_files),
         "simple_max_age": args.simple_max_age,
+        "network": args.network.describe(),
         "variants": [v.key for v in variants],
         "work_dir": str(work_parent),
-        "work_fs": filesystem_of(work_parent),
+        "work_fs": fs,
     }
     try:
         reqs = wheels.write_requirements(work / "requirements.txt", names)
-        with index.serve(index_root, simple_max_age=args.simple_max_age) as srv:
-            ci_cache_cli = cic_cli if cic_cli is not None else Path("ci-cache")
-            setup = Setup(uv, Path(sys.executable), srv.url, reqs, base_env, ci_cache_cli)
-            run_strategies(run, args, setup, variants, work)
+        ci_cache_cli = cic_cli if cic_cli is not None else Path("ci-cache")
+        setup = Setup(uv, Path(sys.executable), "", reqs, base_env, ci_cache_cli)
+        if not args.no_fixed_cost:
+            _timed(run, "fixed_cost", lambda: measure_fixed_cost(run, args, ci_cache_cli, base_env, work))
+        with serve_networks(index_root, args, plan.networks(variants)) as servers:
+            setups = {name: replace(setup, index_url=srv.url) for name, srv in servers.items()}
+            _timed(run, "waves", lambda: run_strategies(run, args, setups, variants, work))
         if not args.no_scale:
-            plan = scale.ScalePlan(packages=args.scale_packages, repeats=args.repeats)
-            try:
-                run.scale = scale.run(plan, setup, home, work, run.notes)
-            except (jobs.JobError, OSError, subprocess.CalledProcessError) as exc:
-                run.notes.append(f"scale set failed: {exc}")
+            _timed(run, "scale", lambda: measure_scale(run, args, setup, home, work))
     finally:
         if args.keep:
             _progress(f"work dir kept: {work}")
         else:
             jobs.rmtree(work)
     run.meta["duration_s"] = round(time.perf_counter() - started, 1)
-    publish(run, args.out, _result_stem(now, args.quick), chart_wanted=not args.no_chart)
+    publish(run, out, _result_stem(now, args.quick, fs), chart_wanted=not args.no_chart)
     return 0
 
 
@@ -245,38 +284,6 @@ def publish(run: RunResult, out: Path, stem: str, *, chart_wanted: bool) -> None
     (out / f"{stem}.md").write_text(report.markdown(run, descriptions), encoding="utf-8")
     print(report.text(run))
     _progress(f"wrote {out / stem}.json and .md ({run.meta.get('duration_s', '?')} s of measuring)")
-    failed = [t.id for t in targets.compute(run) if not t.passed]
+    failed = [t.id for t in targets.compute(run) if t.verdict == "FAIL"]
     if failed:
         _progress(f"targets not met (reported, not enforced): {', '.join(failed)}")
-
-
-def default_work_parent(home: Path) -> Path:
-    """tmpfs when it has room: on a VM disk mounted with `discard`, deleting one copied venv takes
-    seconds, and the bench deletes hundreds; a CI agent's disk does not behave like that."""
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free >= TMPFS_MIN_FREE:
-        return shm / "ci-cache-bench"
-    return home / "bench-work"
-
-
-def filesystem_of(path: Path) -> str:
-    """The type and options of the mount holding `path`, from /proc/mounts (Linux), else unknown."""
-    try:
-        mounts = Path("/proc/mounts").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return "unknown"
-    target = os.path.realpath(_mkdir(path))
-    best, best_len = "unknown", -1
-    for line in mounts:
-        fields = line.split()
-        if len(fields) >= 4:
-            point = fields[1].replace("\\040", " ")
-            inside = target == point or target.startswith(point.rstrip("/") + "/")
-            if inside and len(point) > best_len:
-                best, best_len = f"{fields[2]} ({fields[3]})", len(point)
-    return best
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -51,7 +51,7 @@ def _rows(run: RunResult) -> tuple[list[str], list[list[str]]]:
         *(f"cold N={n}" for n in cold_ns),
         *(f"N={n}" for n in ns),
         f"median steps at N={n_steps} (s)",
-        "disk MB job/shared",
+        *(["disk MB job/shared"] if run.disk else []),  # no column when the disk probe was off
     ]
     rows = []
     for variant in stats.variants(run):
@@ -62,7 +62,7 @@ def _rows(run: RunResult) -> tuple[list[str], list[list[str]]]:
                 *(_fmt(stats.makespan(run, variant, n, warm=False)) for n in cold_ns),
                 *(_fmt(stats.makespan(run, variant, n)) for n in ns),
                 step_summary(run, variant, n_steps),
-                f"{_mb(disk.get('job_private'))}/{_mb(disk.get('shared'))}",
+                *([f"{_mb(disk.get('job_private'))}/{_mb(disk.get('shared'))}"] if run.disk else []),
             ]
         )
     return header, rows
@@ -95,52 +95,96 @@ def _floor_rows(run: RunResult) -> list[list[str]]:
     rows = [[f"{name} of the warm realistic cache", _fmt(stats.median(v), 3)] for name, v in run.floor.items()]
     scale = run.scale
     if scale is not None:
+        share = f"{scale.keyed_fraction:.0%} of the packages"
         rows += [
             [f"cp -al of the scale cache ({scale.cache_files} files)", _fmt(stats.median(scale.cp_al), 3)],
-            [f"cp -a of the scale cache ({scale.cache_files} files)", _fmt(stats.median(scale.cp_a), 3)],
+            *([[f"cp -a of the scale cache ({scale.cache_files} files)", _fmt(stats.median(scale.cp_a), 3)]]
+              if scale.cp_a else []),  # left out by --quick
             ["ci-cache full seed of the scale cache", _fmt(stats.median(scale.seed_full), 3)],
+            [f"ci-cache seed with key_files ({share})", _fmt(stats.median(scale.seed_keyed), 3)],
             [
-                f"ci-cache seed with key_files ({scale.keyed_fraction:.0%} of the packages)",
-                _fmt(stats.median(scale.seed_keyed), 3),
+                f"ci-cache seed, requirements.txt in the workspace only ({share}; scope "
+                f"{scale.seed_detected_scope or '?'})",
+                _fmt(stats.median(scale.seed_detected), 3),
             ],
             [f"ci-cache merge of {scale.merge_new_files} new files", _fmt(stats.median(scale.merge), 3)],
         ]
+    for label, point in (("scale cache", scale), ("10x cache", run.big_scale)):
+        if point is not None and point.job_overhead:
+            rows.append([
+                f"10% job through `ci-cache run`, {label} ({point.cache_files} files): wall / uv command / overhead",
+                " / ".join(_fmt(stats.median(v), 3) for v in (point.job_wall, point.job_command, point.job_overhead)),
+            ])
     return rows
+
+
+def _cpu_rows(run: RunResult) -> list[list[str]]:
+    fixed = run.fixed_cost
+    if fixed is None:
+        return []
+    python = stats.cpu(run, "python")
+    probes = {
+        "python": "bare `python -c 'import sys'`",
+        "run": "`ci-cache run --mode isolated -- true`",
+        "steps": "`ci-cache setup` + `ci-cache finish`",
+    }
+    rows = []
+    for probe, what in probes.items():
+        samples = fixed.samples.get(probe, [])
+        ms = [_fmt(None if v is None else v * 1000, 1) for v in
+              (stats.cpu(run, probe), stats.cpu_part(run, probe, "user"), stats.cpu_part(run, probe, "sys"))]
+        ratio = stats.ratio(stats.cpu(run, probe), python)
+        detached = max((s.processes for s in samples), default=0)
+        rows.append([what, *ms, "-" if ratio is None else f"{ratio:.2f}x", str(len(samples)), str(detached)])
+    return rows
+
+
+_CPU_HEADER = ["fixed cost (empty root)", "CPU ms", "user ms", "sys ms", "/ python", "samples", "detached procs"]
+
+
+def _target_rows(run: RunResult) -> list[list[str]]:
+    return [
+        [t.id, t.what, "n/a" if t.measured is None else f"{t.measured:.3f}", t.condition, t.verdict]
+        for t in targets.compute(run)
+    ]
+
+
+def _skipped_lines(run: RunResult) -> list[str]:
+    return [f"{t.id} skipped: {t.skipped}" for t in targets.compute(run) if t.verdict == "SKIP"]
 
 
 def text(run: RunResult) -> str:
     """What the run prints on stdout: the table, the floor, the ratios and the target lines."""
     parts = [
-        "Median makespan in seconds (wall time of N concurrent jobs; warm unless marked cold)",
+        "Median makespan in seconds (wall time of N concurrent jobs; warm unless marked cold; "
+        f"@net: index behind {run.meta.get('network', 'the network profile')})",
         makespan_table(run, markdown=False),
         "",
         text_table(["floor and scale", "median s"], _floor_rows(run)),
         "",
+    ]
+    if run.fixed_cost is not None:
+        parts += [text_table(_CPU_HEADER, _cpu_rows(run)), ""]
+    parts += [
         text_table(["headline ratio", "value"], _headline_rows(run)),
         "",
         *targets.lines(targets.compute(run)),
+        *_skipped_lines(run),
     ]
     return "\n".join(parts)
 
 
+def _meta_value(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
 def markdown(run: RunResult, descriptions: Mapping[str, str]) -> str:
     meta = run.meta
-    tgt = targets.compute(run)
-    target_rows = [
-        [
-            t.id,
-            t.what,
-            "n/a" if t.measured is None else f"{t.measured:.3f}",
-            ("<= " if t.at_most else ">= ") + f"{t.bound:g}",
-            "PASS" if t.passed else "FAIL",
-        ]
-        for t in tgt
-    ]
-    meta_rows = [
-        [str(k), ", ".join(map(str, v)) if isinstance(v, list) else str(v)]
-        for k, v in sorted(meta.items())
-        if not isinstance(v, dict)
-    ]
+    meta_rows = [[str(k), _meta_value(v)] for k, v in sorted(meta.items())]
     strategy_rows = [[name, what] for name, what in descriptions.items()]
     out = [
         f"# Benchmark run {meta.get('date', '')} on {meta.get('host', '')}",
@@ -149,19 +193,27 @@ def markdown(run: RunResult, descriptions: Mapping[str, str]) -> str:
         "",
         "## Median makespan (s), warm unless marked cold",
         "",
+        f"`@net` variants reach the index behind the network profile: {meta.get('network', 'n/a')}.",
+        "",
         makespan_table(run, markdown=True),
         "",
-        "## Floor, seed and merge",
+        "## Floor, seed, merge and per-job overhead",
         "",
         md_table(["measurement", "median s"], _floor_rows(run)),
         "",
+    ]
+    if run.fixed_cost is not None:
+        out += ["## Fixed cost (goal 1)", "", md_table(_CPU_HEADER, _cpu_rows(run)), "",
+                f"Counted as: {run.fixed_cost.method}. Interpreter: `{run.fixed_cost.interpreter}`.", ""]
+    out += [
         "## Headline ratios",
         "",
         md_table(["ratio", "value"], _headline_rows(run)),
         "",
         "## Targets",
         "",
-        md_table(["id", "what", "measured", "bound", "verdict"], target_rows),
+        md_table(["id", "what", "measured", "bound", "verdict"], _target_rows(run)),
+        *(["", *(f"- {line}" for line in _skipped_lines(run))] if _skipped_lines(run) else []),
         "",
         "## Strategies",
         "",

@@ -83,6 +83,9 @@ def run_wave(bed: Bed, n: int, *, warm: bool, repeat: int) -> Wave:
     done = [r for r in results if r is not None]
     for job in wave_jobs:
         jobs.rmtree(job.dir)  # untimed: a CI workspace is wiped outside the job
+    # Untimed too: write back what this wave wrote and deleted (on a disk mounted with `discard`, the
+    # deletes' discards go out with the journal), so the next wave, of whatever variant, does not pay it.
+    jobs.sync()
     wave = Wave(bed.variant.key, n, warm, repeat, makespan, done)
     for r in done:
         if not r.ok:

@@ -1,4 +1,4 @@
-"""Medians over repeats, makespans per variant and N, and the headline ratios."""
+"""Medians over repeats, makespans per variant and N, CPU and scale figures, and the headline ratios."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bench.model import RunResult, Wave
+from bench.model import NET, RunResult, ScaleResult, Variant, Wave
 
 # The variants the headline ratios and targets compare.
 SHARED = "shared"
@@ -14,9 +14,16 @@ SHARED_COPY = "shared+copy"
 EMPTY = "empty"
 TAR = "tar-zstd"
 ZIP = "zip"
+CP_AL = "cp-al"
 CIC = "cic-iso-link"
 CIC_COPY = "cic-iso-link+copy"
 TARGET_N = 4
+
+
+def net(variant: str) -> str:
+    """The same variant behind the run's network profile: `empty` -> `empty@net`."""
+    parsed = Variant.parse(variant)
+    return Variant(parsed.strategy, parsed.link_mode, NET).key
 
 
 def median(values: Iterable[float]) -> float | None:
@@ -59,7 +66,27 @@ def variants(run: RunResult) -> list[str]:
 
 
 def ns(run: RunResult) -> list[int]:
-    return sorted({w.n for w in run.waves})
+    """The Ns of the warm waves (a cold wave's N is a column of its own)."""
+    return sorted({w.n for w in run.waves if w.warm})
+
+
+def cpu(run: RunResult, probe: str) -> float | None:
+    """Median user+sys CPU seconds of a fixed-cost probe (`python`, `run`, `steps`)."""
+    if run.fixed_cost is None:
+        return None
+    return median(s.total for s in run.fixed_cost.samples.get(probe, []))
+
+
+def cpu_part(run: RunResult, probe: str, part: str) -> float | None:
+    """Median user or sys CPU seconds of a probe."""
+    if run.fixed_cost is None:
+        return None
+    return median(getattr(s, part) for s in run.fixed_cost.samples.get(probe, []))
+
+
+def overhead(scale: ScaleResult | None) -> float | None:
+    """Median per-job overhead of the 10% job (its wall time minus the uv command's)."""
+    return None if scale is None else median(scale.job_overhead)
 
 
 def merge_per_1000(run: RunResult) -> float | None:
@@ -84,7 +111,10 @@ def headlines(run: RunResult, n: int = TARGET_N) -> list[Headline]:
         return makespan(run, variant, n)
 
     scale = run.scale
+    big = run.big_scale
     return [
+        Headline("ci-cache run -- true / bare python, CPU", ratio(cpu(run, "run"), cpu(run, "python"))),
+        Headline("ci-cache setup+finish / bare python, CPU", ratio(cpu(run, "steps"), cpu(run, "python"))),
         Headline(f"ci-cache isolated / plain shared, default link mode (N={n})", ratio(ms(CIC), ms(SHARED))),
         Headline(
             f"ci-cache isolated / plain shared, UV_LINK_MODE=copy (N={n})",
@@ -93,6 +123,10 @@ def headlines(run: RunResult, n: int = TARGET_N) -> list[Headline]:
         Headline(f"per-job empty cache / ci-cache isolated (N={n})", ratio(ms(EMPTY), ms(CIC))),
         Headline(f"tar.zst restore+save / ci-cache isolated (N={n})", ratio(ms(TAR), ms(CIC))),
         Headline(f"zip restore+save / ci-cache isolated (N={n})", ratio(ms(ZIP), ms(CIC))),
+        Headline(f"ci-cache isolated / cp -al one-liner (N={n})", ratio(ms(CIC), ms(CP_AL))),
+        Headline(f"network: per-job empty cache / ci-cache isolated (N={n})", ratio(ms(net(EMPTY)), ms(net(CIC)))),
+        Headline(f"network: tar.zst restore+save / ci-cache isolated (N={n})", ratio(ms(net(TAR)), ms(net(CIC)))),
+        Headline(f"network: ci-cache isolated / plain shared (N={n})", ratio(ms(net(CIC)), ms(net(SHARED)))),
         Headline(
             "full seed / cp -al of the same cache (scale set)",
             ratio(median(scale.seed_full), median(scale.cp_al)) if scale else None,
@@ -101,5 +135,10 @@ def headlines(run: RunResult, n: int = TARGET_N) -> list[Headline]:
             "keyed seed / full seed (scale set)",
             ratio(median(scale.seed_keyed), median(scale.seed_full)) if scale else None,
         ),
+        Headline(
+            "seed of the 10% job found in its workspace / full seed (scale set)",
+            ratio(median(scale.seed_detected), median(scale.seed_full)) if scale else None,
+        ),
         Headline("merge time per 1,000 new files (scale set)", merge_per_1000(run), "s"),
+        Headline("per-job overhead of the 10% job, 10x cache / scale set", ratio(overhead(big), overhead(scale))),
     ]

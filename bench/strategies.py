@@ -10,12 +10,11 @@ import os
 import shutil
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from bench import cic
-from bench.jobs import Job, Setup, run
+from bench.jobs import Job, Setup, run, with_bench_path
 
 _S = TypeVar("_S")
 
@@ -153,16 +152,10 @@ class Zip(_ArchivePerJob):
     suffix = ".zip"
 
     def pack(self, src: Path, dest: Path, setup: Setup) -> None:
-        run([sys.executable, "-m", "bench.archive", "zip", src, dest], _with_bench_path(setup.env))
+        run([sys.executable, "-m", "bench.archive", "zip", src, dest], with_bench_path(setup.env))
 
     def unpack(self, archive: Path, dest: Path, setup: Setup) -> None:
-        run([sys.executable, "-m", "bench.archive", "unzip", archive, dest], _with_bench_path(setup.env))
-
-
-def _with_bench_path(env: Mapping[str, str]) -> dict[str, str]:
-    repo = str(Path(__file__).resolve().parent.parent)
-    old = env.get("PYTHONPATH")
-    return {**env, "PYTHONPATH": repo + (os.pathsep + old if old else "")}
+        run([sys.executable, "-m", "bench.archive", "unzip", archive, dest], with_bench_path(setup.env))
 
 
 class CpAlOneLiner(_Plain):

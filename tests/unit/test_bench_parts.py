@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bench import archive, cic, cli, index, jobs, runner, strategies, wheels
+from bench import archive, cic, cli, index, jobs, plan, runner, strategies, wheels
 from bench.model import Variant
 from ci_cache_index import server
 
@@ -78,33 +79,65 @@ def test_job_timed_accumulates(tmp_path: Path) -> None:
 
 def test_quick_defaults_and_variant_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(strategies, "available", lambda name: True)  # as if tar and zstd were installed
-    args = cli.parse_args(["--quick"])
-    assert (args.n, args.repeats, args.requirements, args.scale_packages) == ([4], 3, "realistic", 100)
+    args = plan.parse_args(["--quick"])
+    # The scale set of the goal 2 (52,000 files) even in --quick; the 10x point only on demand.
+    assert (args.n, args.repeats, args.requirements, args.scale_packages) == ([4], 3, "realistic", 500)
+    assert args.big_scale is False and args.cpu_samples == 20
     notes: list[str] = []
-    keys = [v.key for v in cli.plan_variants(args, notes)]
-    # Quick runs what the targets compare, and copy mode only where P1 needs it.
-    assert keys == ["shared", "shared+copy", "empty", "tar-zstd", "cic-iso-link", "cic-iso-link+copy"]
-    full = cli.parse_args([])
-    assert (full.n, full.repeats, full.requirements) == ([1, 2, 4, 8], 3, "realistic")
-    full_keys = [v.key for v in cli.plan_variants(full, notes)]
-    assert "cic-iso-copy+copy" in full_keys and "zip" in full_keys
+    keys = [v.key for v in plan.variants(args, notes)]
+    # Quick runs what the targets compare: copy mode only where P1/G3 need it, the network profile
+    # where G5 needs it (and the shared reference), each next to its loopback variant.
+    assert keys == [
+        "shared", "shared+copy", "shared@net", "empty", "empty@net", "tar-zstd", "tar-zstd@net", "cp-al",
+        "cic-iso-link", "cic-iso-link+copy", "cic-iso-link@net",
+    ]
+    full = plan.parse_args([])
+    assert (full.n, full.repeats, full.requirements, full.big_scale) == ([1, 2, 4, 8], 3, "realistic", True)
+    full_keys = [v.key for v in plan.variants(full, notes)]
+    assert "cic-iso-copy+copy" in full_keys and "zip" in full_keys and "cp-al@net" in full_keys
     assert Variant("empty", "copy").key not in full_keys  # no strategy runs in a mode it does not list
+    assert not any(k.endswith("+copy@net") for k in full_keys)  # the network profile in uv's default mode only
+    assert plan.variants(plan.parse_args(["--quick", "--net-for", ""]), notes)[2].key == "empty"
+    assert plan.networks(plan.variants(plan.parse_args(["--net-for", ""]), notes)) == ["loopback"]
+
+
+def test_network_profile_options() -> None:
+    default = plan.parse_args([]).network
+    assert (default.latency, default.bandwidth) == (index.DEFAULT_LATENCY_MS / 1000, index.DEFAULT_BANDWIDTH)
+    assert index.default_profile() == default
+    custom = plan.parse_args(["--latency-ms", "80", "--bandwidth", "3.5M"]).network
+    assert (custom.latency, custom.bandwidth) == (0.08, 3_500_000)
+    with pytest.raises(SystemExit):
+        plan.parse_args(["--bandwidth", "fast"])
+    with pytest.raises(SystemExit):
+        plan.parse_args(["--latency-ms", "-1"])
+
+
+def test_scratch_is_on_the_disk_unless_tmpfs_is_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "dev"
+    assert plan.work_parent(plan.parse_args([]), home) == home / "bench-work"
+    assert plan.work_parent(plan.parse_args(["--work", str(tmp_path / "w")]), home) == tmp_path / "w"
+    monkeypatch.setattr(plan, "TMPFS", tmp_path / "no-such-tmpfs")
+    with pytest.raises(ValueError, match="--tmpfs needs"):
+        plan.work_parent(plan.parse_args(["--tmpfs"]), home)
+    with pytest.raises(SystemExit):  # one place or the other
+        plan.parse_args(["--tmpfs", "--work", "x"])
 
 
 def test_strategies_whose_tools_are_missing_are_skipped_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(strategies, "available", lambda name: name != "tar-zstd")
     notes: list[str] = []
-    keys = [v.key for v in cli.plan_variants(cli.parse_args(["--quick"]), notes)]
+    keys = [v.key for v in plan.variants(plan.parse_args(["--quick"]), notes)]
     assert "tar-zstd" not in keys and "empty" in keys
     assert notes == ["tar-zstd skipped: its tools are not installed here"]
 
 
 def test_options_are_validated() -> None:
     with pytest.raises(SystemExit):
-        cli.parse_args(["--strategies", "shared,nope"])
+        plan.parse_args(["--strategies", "shared,nope"])
     with pytest.raises(SystemExit):
-        cli.parse_args(["--n", "0,2"])
-    assert cli.parse_args(["--n", "2, 3"]).n == [2, 3]
+        plan.parse_args(["--n", "0,2"])
+    assert plan.parse_args(["--n", "2, 3"]).n == [2, 3]
 
 
 def test_registry_names_match_and_describe_themselves() -> None:
@@ -145,6 +178,7 @@ class _BrokenBegin:
         return self
 
 
+@pytest.mark.spawns  # the wave's cleanup runs `rm -rf`
 def test_a_failing_job_fails_its_wave_without_losing_it(tmp_path: Path) -> None:
     setup = jobs.Setup(Path("uv"), Path("python"), "http://127.0.0.1:9/simple", tmp_path / "r.txt", {}, Path("x"))
     bed = runner.Bed(_BrokenBegin(), Variant("broken"), tmp_path / "state", tmp_path / "jobs", setup)
@@ -158,10 +192,38 @@ def test_a_failing_job_fails_its_wave_without_losing_it(tmp_path: Path) -> None:
 
 
 def test_cic_via_picks_how_ci_cache_jobs_are_driven() -> None:
-    steps = cli._strategy("cic-shared", cli.parse_args(["--cic-via", "steps"]))
-    run_ = cli._strategy("cic-iso-link", cli.parse_args([]))
+    steps = cli._strategy("cic-shared", plan.parse_args(["--cic-via", "steps"]))
+    run_ = cli._strategy("cic-iso-link", plan.parse_args([]))
     assert isinstance(steps, cic.CiCache) and steps.via == "steps" and steps.mode == "shared"
     assert isinstance(run_, cic.CiCache) and run_.via == "run"
-    assert cli._strategy("zip", cli.parse_args(["--cic-via", "steps"])) is strategies.REGISTRY["zip"]
+    assert cli._strategy("zip", plan.parse_args(["--cic-via", "steps"])) is strategies.REGISTRY["zip"]
     # The disk probe pauses between install and merge, which only setup/finish steps allow.
     assert run_.probe().via == "steps"
+
+
+def test_each_network_gets_its_own_index_server(tmp_path: Path) -> None:
+    args = plan.parse_args(["--latency-ms", "5", "--bandwidth", "1M"])
+    (tmp_path / "simple").mkdir()
+    with cli.serve_networks(tmp_path, args, ["loopback", "net"]) as servers:
+        assert set(servers) == {"loopback", "net"}
+        assert not servers["loopback"].network.active  # plain loopback, as before
+        assert servers["net"].network == args.network  # the run's profile, for every @net variant alike
+        assert servers["net"].url != servers["loopback"].url and servers["net"].root == tmp_path
+    with cli.serve_networks(tmp_path, args, ["loopback"]) as servers:
+        assert list(servers) == ["loopback"]  # no profile server when no variant needs it
+
+
+def test_every_network_variant_uses_the_profile_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(strategies, "available", lambda name: True)
+    args = plan.parse_args(["--quick"])
+    variants = plan.variants(args, [])
+    assert plan.networks(variants) == ["loopback", "net"]
+    setup = jobs.Setup(Path("uv"), Path("python"), "", tmp_path / "r.txt", {}, Path("ci-cache"))
+    setups = {"loopback": replace(setup, index_url="http://loop/simple"), "net": replace(setup, index_url="http://net/simple")}
+    beds = cli.beds(args, setups, variants, tmp_path)
+    assert {b.variant.key: b.setup.index_url for b in beds if b.variant.strategy == "empty"} == {
+        "empty": "http://loop/simple",
+        "empty@net": "http://net/simple",
+    }
+    assert all(b.setup.index_url == "http://net/simple" for b in beds if b.variant.network == "net")
+    assert len({b.state for b in beds}) == len(beds)  # a network variant keeps its own state

@@ -9,7 +9,21 @@ from pathlib import Path
 import pytest
 
 from bench import cic, report, scale
-from bench.model import JobResult, RunResult, ScaleResult, Variant, Wave, from_json, load, save, to_json
+from bench.model import (
+    SCHEMA_VERSION,
+    CpuSample,
+    FixedCost,
+    JobResult,
+    RunResult,
+    ScaleResult,
+    Variant,
+    Wave,
+    from_json,
+    load,
+    save,
+    to_json,
+)
+from ci_cache_index import PackageSpec
 
 
 def sample() -> RunResult:
@@ -23,7 +37,13 @@ def sample() -> RunResult:
         ],
         disk={"shared": {"job_private": 0, "shared": 17_000_000}},
         floor={"cp -al": [0.1, 0.2], "cp -a": [1.0]},
-        scale=ScaleResult(cache_files=10, packages=1, cp_al=[0.5], merge=[0.1], merge_new_files=1000),
+        scale=ScaleResult(cache_files=10, packages=1, cp_al=[0.5], merge=[0.1], merge_new_files=1000,
+                          seed_detected=[0.4], seed_detected_scope="full", job_wall=[1.0], job_command=[0.25],
+                          job_overhead=[0.75], build_s=3.0),
+        big_scale=ScaleResult(cache_files=100, packages=10, job_overhead=[0.9]),
+        fixed_cost=FixedCost("/v/bin/python", "subreaper", {"python": [CpuSample(0.02, 0.01)],
+                                                            "steps": [CpuSample(0.2, 0.05, 2)]}),
+        skipped={"G5.tar": "--net-for ''", "G4": "opt-in"},
         notes=["a note"],
     )
 
@@ -34,7 +54,8 @@ def test_json_round_trip(tmp_path: Path) -> None:
     save(run, path)
     assert load(path) == run
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert data["schema"] == 1
+    assert data["schema"] == SCHEMA_VERSION == 2
+    assert data["fixed_cost"]["samples"]["steps"] == [{"user": 0.2, "sys": 0.05, "processes": 2}]
     assert data["waves"][1]["jobs"][1] == {
         "job": "b2",
         "wall": 0.5,
@@ -53,6 +74,25 @@ def test_json_without_scale_and_old_schema() -> None:
         from_json({**data, "schema": 99})
 
 
+def test_results_of_schema_1_still_load() -> None:
+    # What the committed runs of 2026-11-21 hold: no network, fixed cost, 10x point or skipped targets.
+    old = {
+        "schema": 1,
+        "meta": {"host": "vm"},
+        "waves": [{"variant": "shared+copy", "n": 4, "warm": True, "repeat": 1, "makespan": 1.5, "jobs": []}],
+        "disk": {},
+        "floor": {},
+        "scale": {"cache_files": 5, "seed_full": [0.2], "merge_new_files": 10},
+        "notes": [],
+    }
+    run = from_json(old)
+    assert Variant.parse(run.waves[0].variant) == Variant("shared", "copy", "loopback")
+    assert run.scale is not None and run.scale.seed_detected == [] and run.scale.job_overhead == []
+    assert run.big_scale is None and run.fixed_cost is None and run.skipped == {}
+    committed = Path(__file__).resolve().parents[2] / "bench" / "results" / "2026-11-21-vm-quick.json"
+    assert load(committed).meta["host"] == "vm"
+
+
 def test_wave_ok_follows_its_jobs() -> None:
     run = sample()
     assert run.waves[0].ok
@@ -64,6 +104,11 @@ def test_variant_keys() -> None:
     assert Variant("shared", "copy").key == "shared+copy"
     assert Variant.parse("cic-iso-link+copy") == Variant("cic-iso-link", "copy")
     assert Variant.parse("zip") == Variant("zip", "default")
+    assert Variant("empty", "default", "net").key == "empty@net"
+    assert Variant("shared", "copy", "net").key == "shared+copy@net"
+    for key in ("empty@net", "shared+copy@net", "cic-iso-link", "cp-al+copy"):
+        assert Variant.parse(key).key == key
+    assert Variant.parse("tar-zstd@net") == Variant("tar-zstd", "default", "net")
 
 
 def test_text_and_markdown_reports_hold_the_numbers() -> None:
@@ -78,6 +123,16 @@ def test_text_and_markdown_reports_hold_the_numbers() -> None:
     assert "| shared | one cache |" in md
     assert "- a note" in md
     assert "| P5 |" in md
+    # Goal 1's table: CPU in ms, the ratio to bare python, the detached processes that were counted.
+    assert "| `ci-cache setup` + `ci-cache finish` | 250.0 | 200.0 | 50.0 | 8.33x | 1 | 2 |" in md
+    assert "| SKIP |" in md and "- G5.tar skipped: --net-for ''" in md
+    assert "target: G5.tar measured=n/a bound=8 SKIP" in text and "G5.tar skipped: --net-for ''" in text
+    assert "target: G4 measured=1.200 bound=1.5 PASS" in text  # measured after all: the skip does not apply
+    assert "G4 skipped" not in text
+    # The 10% job on both scale points: wall / command / overhead.
+    assert "scale cache (10 files): wall / uv command / overhead | 1.000 / 0.250 / 0.750 |" in md
+    assert "(10% of the packages; scope full)" not in md  # keyed_fraction is 0 in this sample
+    assert "scope full) | 0.400 |" in md
 
 
 def test_text_table_aligns_columns() -> None:
@@ -130,3 +185,52 @@ def test_job_env_overlays_and_prepends_path() -> None:
 def test_config_env_leaves_uv_link_mode_alone_by_default() -> None:
     assert cic.config_env("link", "default") == {"CI_CACHE_SEED": "link", "CI_CACHE_UV_LINK_MODE": "unset"}
     assert cic.config_env("copy", "copy")["CI_CACHE_UV_LINK_MODE"] == "copy"
+
+
+def test_the_big_scale_point_holds_the_same_job_and_ten_times_the_packages() -> None:
+    small = scale.ScalePlan(packages=500, repeats=3)
+    big = small.big()
+    assert big.packages == 5000 and big.new_packages == 0 and not big.copy_floor
+    assert len(small.job_names()) == 50 and small.job_names()[:2] == ["scale-pkg-0000", "scale-pkg-0010"]
+    assert set(small.job_names()) <= set(big.base_names())  # the same job fits the bigger cache
+    assert {s.name for s in small.specs()} - {s.name for s in big.specs()} == {
+        f"scale-new-{r}-{i}" for r in range(3) for i in range(10)
+    }
+
+
+def test_seed_scope_reads_what_ci_cache_said() -> None:
+    assert scale.seed_scope({"seeded": {"uv": {"scope": "requirements.txt", "files": 3}}}) == "requirements.txt"
+    assert scale.seed_scope({"seeded": {"uv": {"files": 3}}}) == ""
+    assert scale.seed_scope({"seeded": "x"}) == ""
+    assert scale.seed_scope({}) == ""
+
+
+def test_an_unchanged_scale_index_is_not_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    builds: list[int] = []
+
+    def fake_build(root: Path, specs: list[PackageSpec]) -> Path:
+        builds.append(len(specs))
+        (root / "simple").mkdir(parents=True, exist_ok=True)
+        return root
+
+    monkeypatch.setattr(scale, "build_index", fake_build)
+    root = tmp_path / "idx" / "20x96"
+    specs = scale.ScalePlan(packages=20, repeats=1).specs()
+    assert scale.ensure_index(root, specs)
+    assert not scale.ensure_index(root, specs)  # same specs, same builder code: reused
+    assert scale.ensure_index(root, scale.ScalePlan(packages=20, repeats=2).specs())  # specs changed
+    (tmp_path / "idx" / "20x96.stamp").write_text("garbage\n")
+    assert scale.ensure_index(root, scale.ScalePlan(packages=20, repeats=2).specs())  # stamp does not match
+    assert builds == [30, 40, 40]
+    assert scale.specs_digest(specs) != scale.specs_digest(specs[:-1])
+
+
+def test_what_a_quick_run_left_out_has_no_empty_column_or_row() -> None:
+    run = sample()
+    run.disk = {}  # --quick: no disk probe
+    assert run.scale is not None
+    run.scale.cp_a = []  # --quick: no `cp -a`
+    md = report.markdown(run, {})
+    assert "disk MB" not in md and "cp -a of the scale cache" not in md
+    assert "cp -al of the scale cache (10 files) | 0.500 |" in md
+    assert "| shared | - | 1.50 | install 1.00, cic.seed 0.10 |" in md

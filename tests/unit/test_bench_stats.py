@@ -7,7 +7,7 @@ import re
 import pytest
 
 from bench import stats, targets
-from bench.model import JobResult, RunResult, ScaleResult, Wave
+from bench.model import CpuSample, FixedCost, JobResult, RunResult, ScaleResult, Wave
 
 
 def wave(
@@ -32,6 +32,10 @@ def sample_run() -> RunResult:
         wave("shared", 1, 0.5),
         wave("shared", 4, 9.0, warm=False),  # cold: never mixed into warm medians
         wave("empty", 4, 1.0, ok=False),  # a failed wave: excluded
+        wave("cp-al", 4, 2.0),
+        wave("empty@net", 4, 21.0),
+        wave("tar-zstd@net", 4, 30.0),
+        wave("cic-iso-link@net", 4, 3.0),
     ]
     scale = ScaleResult(
         cache_files=52000,
@@ -42,8 +46,17 @@ def sample_run() -> RunResult:
         keyed_fraction=0.1,
         merge=[0.4, 0.5, 0.6],
         merge_new_files=500,
+        seed_detected=[0.2, 0.1, 0.3],
+        job_overhead=[0.5, 0.4, 0.6],
     )
-    return RunResult(meta={"host": "h"}, waves=waves, scale=scale)
+    big = ScaleResult(cache_files=520000, packages=5000, job_overhead=[0.7, 0.8, 0.9])
+    cpu = {
+        "python": [CpuSample(0.02, 0.01), CpuSample(0.03, 0.01), CpuSample(0.01, 0.01)],  # median 0.03
+        "run": [CpuSample(0.06, 0.03, 1)],
+        "steps": [CpuSample(0.15, 0.03, 2)],
+    }
+    fixed = FixedCost("/v/bin/python", "subreaper", cpu)
+    return RunResult(meta={"host": "h"}, waves=waves, scale=scale, big_scale=big, fixed_cost=fixed)
 
 
 def test_median_and_ratio_edge_cases() -> None:
@@ -86,6 +99,18 @@ def test_merge_per_1000_scales_to_1000_files() -> None:
     assert stats.merge_per_1000(run) is None
 
 
+def test_network_variant_names_and_cpu_medians() -> None:
+    assert stats.net("empty") == "empty@net"
+    assert stats.net("shared+copy") == "shared+copy@net"
+    run = sample_run()
+    assert stats.cpu(run, "python") == pytest.approx(0.03)
+    assert stats.cpu_part(run, "python", "sys") == pytest.approx(0.01)
+    assert stats.cpu(run, "nope") is None
+    assert stats.cpu(RunResult(), "python") is None
+    assert stats.overhead(run.big_scale) == pytest.approx(0.8)
+    assert stats.overhead(None) is None
+
+
 def test_headlines() -> None:
     values = {h.name: h.value for h in stats.headlines(sample_run())}
     assert values["ci-cache isolated / plain shared, default link mode (N=4)"] == pytest.approx(1.25)
@@ -96,11 +121,18 @@ def test_headlines() -> None:
     assert values["full seed / cp -al of the same cache (scale set)"] == pytest.approx(0.75)
     assert values["keyed seed / full seed (scale set)"] == pytest.approx(0.2)
     assert values["merge time per 1,000 new files (scale set)"] == pytest.approx(1.0)
+    assert values["ci-cache run -- true / bare python, CPU"] == pytest.approx(3.0)
+    assert values["network: per-job empty cache / ci-cache isolated (N=4)"] == pytest.approx(7.0)
+    assert values["network: ci-cache isolated / plain shared (N=4)"] is None  # no shared@net in this run
+    assert values["per-job overhead of the 10% job, 10x cache / scale set"] == pytest.approx(1.6)
 
 
 def test_targets_measured_values_and_verdicts() -> None:
     by_id = {t.id: t for t in targets.compute(sample_run())}
-    assert list(by_id) == ["P1", "P1.bar", "P1.default", "P2", "P2.bar", "P3", "P3.bar", "P4a", "P4b", "P5"]
+    assert list(by_id) == [
+        "P1", "P1.bar", "P1.default", "P2", "P2.bar", "P3", "P3.bar", "P4a", "P4b", "P5",
+        "G1.run", "G1.steps", "G2", "G3.default", "G3.copy", "G3.cpal", "G4", "G5.empty", "G5.tar",
+    ]
     expected = {
         "P1": (1.1, True),  # 11 / 10 <= 1.15
         "P1.bar": (1.1, True),  # equal to the bar passes
@@ -112,6 +144,15 @@ def test_targets_measured_values_and_verdicts() -> None:
         "P4a": (0.75, True),
         "P4b": (0.2, True),
         "P5": (1.0, True),
+        "G1.run": (3.0, True),  # 0.09 / 0.03: at the bound
+        "G1.steps": (6.0, True),  # 0.18 / 0.03: twice the run bound
+        "G2": (0.2 / 1.5, True),
+        "G3.default": (1.25, True),
+        "G3.copy": (1.1, True),
+        "G3.cpal": (1.25, False),  # 2.5 / 2.0: slower than the one-liner
+        "G4": (1.6, False),  # 0.8 / 0.5 > 1.5
+        "G5.empty": (7.0, True),  # 21 / 3, behind the network profile (not the loopback 20 / 2.5)
+        "G5.tar": (10.0, True),
     }
     for tid, (measured, passed) in expected.items():
         assert by_id[tid].measured == pytest.approx(measured), tid
@@ -133,10 +174,28 @@ def test_target_lines_have_the_agreed_shape() -> None:
     run = sample_run()
     run.scale = None
     lines = targets.lines(targets.compute(run))
-    shape = re.compile(r"^target: [A-Za-z0-9.]+ measured=(n/a|\d+\.\d{3}) bound=[\d.]+ (PASS|FAIL)$")
+    shape = re.compile(r"^target: [A-Za-z0-9.]+ measured=(n/a|\d+\.\d{3}) bound=[\d.]+ (PASS|FAIL|SKIP)$")
     assert all(shape.match(line) for line in lines), lines
     assert "target: P1 measured=1.100 bound=1.15 PASS" in lines
     assert "target: P4a measured=n/a bound=1 FAIL" in lines  # not measured is never a pass
+    assert "target: G4 measured=n/a bound=1.5 FAIL" in lines  # nor is a measurement that went missing
+    run.skipped["G4"] = "the 10x point is opt-in"
+    by_id = {t.id: t for t in targets.compute(run)}
+    assert by_id["G4"].line() == "target: G4 measured=n/a bound=1.5 SKIP"  # left out on purpose
+    assert not by_id["G4"].passed and by_id["G4"].skipped == "the 10x point is opt-in"
+    run.scale = sample_run().scale
+    run.big_scale = sample_run().big_scale
+    assert {t.id: t for t in targets.compute(run)}["G4"].verdict == "FAIL"  # a measured value wins over a skip
+
+
+def test_strict_targets_and_conditions() -> None:
+    faster = targets.Target("G3.cpal", 1.0, 1.0, True, "faster than", strict=True)
+    assert not faster.passed and faster.condition == "< 1"
+    assert targets.Target("x", 0.999, 1.0, True, "", strict=True).passed
+    assert targets.Target("x", 6.0, 6.0, False, "").condition == ">= 6"
+    assert targets.Target("x", 6.0, 6.0, False, "").passed
+    assert not targets.Target("x", 6.0, 6.0, False, "", strict=True).passed
+    assert targets.G1_STEPS_BOUND == 2 * targets.G1_RUN_BOUND
 
 
 def test_target_computation_ignores_other_ns() -> None:
@@ -144,3 +203,16 @@ def test_target_computation_ignores_other_ns() -> None:
     by_id = {t.id: t for t in targets.compute(run)}
     assert by_id["P1.default"].measured is None
     assert {t.id: t for t in targets.compute(run, n=8)}["P1.default"].measured == pytest.approx(1.0)
+
+
+def test_a_target_whose_variants_the_run_left_out_is_skipped() -> None:
+    run = sample_run()
+    run.meta["variants"] = ["shared", "cic-iso-link", "empty", "tar-zstd"]  # no cp-al, no copy mode, no @net
+    run.waves = [w for w in run.waves if w.variant in run.meta["variants"]]
+    by_id = {t.id: t for t in targets.compute(run)}
+    assert by_id["G3.cpal"].verdict == "SKIP" and by_id["G3.cpal"].skipped == "this run left out cp-al"
+    assert by_id["G3.copy"].skipped == "this run left out cic-iso-link+copy, shared+copy"
+    assert by_id["G5.tar"].skipped == "this run left out tar-zstd@net, cic-iso-link@net"
+    assert by_id["G3.default"].verdict == "PASS"  # its variants ran
+    run.waves = [w for w in run.waves if w.variant != "empty"]  # planned, but no wave succeeded
+    assert {t.id: t for t in targets.compute(run)}["P2"].verdict == "FAIL"
