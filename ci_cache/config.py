@@ -6,7 +6,7 @@ Precedence is decided here and only here, and every value remembers where it cam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -111,6 +111,22 @@ class Config(Model):
         if self.uv_link_mode == "auto":
             return "copy" if windows else None
         return self.uv_link_mode
+
+
+def auto_notes(cfg: Config, windows: bool) -> dict[KeyPath, tuple[str, str]]:
+    """For each key left to `auto`: what it resolves to on this machine, and a note that says so and what it
+    resolves to on the other platforms (`ci-cache config` shows both)."""
+    there = "Linux and macOS" if windows else "Windows"
+    resolvers: dict[KeyPath, tuple[str, Callable[[bool], str | None]]] = {
+        ("mode",): (cfg.mode, cfg.resolved_mode),
+        ("uv_link_mode",): (cfg.uv_link_mode, cfg.resolved_uv_link_mode),
+    }
+    notes: dict[KeyPath, tuple[str, str]] = {}
+    for key, (value, resolve) in resolvers.items():
+        if value == "auto":
+            mine, other = resolve(windows) or "unset", resolve(not windows) or "unset"
+            notes[key] = (mine, f"auto = {mine} on this machine ({other} on {there})")
+    return notes
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -564,3 +564,20 @@ def test_every_remote_key_has_its_variable() -> None:
     assert {path[1] for path in remote_vars.values()} == set(Config().remote.model_fields)
     assert remote_vars["CI_CACHE_REMOTE_URL"] == ("remote", "url")
     assert remote_vars["CI_CACHE_REMOTE_PULL_BUDGET"] == ("remote", "pull_budget")
+
+
+# ---------------------------------------------------------------------------------------------------
+# What `auto` means on this machine.
+
+
+@pytest.mark.parametrize(("windows", "mode_note", "link_note"), [
+    (False, ("direct", "auto = direct on this machine (isolated on Windows)"),
+     ("unset", "auto = unset on this machine (copy on Windows)")),
+    (True, ("isolated", "auto = isolated on this machine (direct on Linux and macOS)"),
+     ("copy", "auto = copy on this machine (unset on Linux and macOS)")),
+])
+def test_auto_notes_say_what_auto_resolves_to_here_and_elsewhere(
+    windows: bool, mode_note: tuple[str, str], link_note: tuple[str, str]
+) -> None:
+    assert config.auto_notes(Config(), windows) == {("mode",): mode_note, ("uv_link_mode",): link_note}
+    assert config.auto_notes(Config(mode="shared", uv_link_mode="copy"), windows) == {}
