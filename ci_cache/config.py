@@ -6,19 +6,18 @@ Precedence is decided here and only here, and every value remembers where it cam
 
 from __future__ import annotations
 
-import difflib
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-
-from ci_cache import configfile
+from ci_cache import configfile, schema
 from ci_cache.errors import ConfigError
+from ci_cache.remote.settings import RemoteConfig, credential_refusal
+from ci_cache.schema import Model, Parse, Pattern, Setting, ValidationError, setting
+from ci_cache.units import Duration, Size
 
 ENV_PREFIX = "CI_CACHE_"
+KeyPath = schema.KeyPath  # ("retry", "attempts"): a key inside its sections
 
 # Env vars that belong to ci-cache but are not config keys.
 NON_CONFIG_ENV = frozenset(
@@ -26,121 +25,80 @@ NON_CONFIG_ENV = frozenset(
      "CI_CACHE_QUIET", "CI_CACHE_TOKEN"}
 )
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SIZE_UNITS = {
-    "": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-    "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
-}
-
-
-def parse_duration(value: object) -> float:
-    """'90s', '10m', '1.5h', '2d' or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration, like 30s, 10m or 2h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", str(value).lower())
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; use a number with s, m, h or d, like 30s or 10m")
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-def parse_size(value: object) -> int:
-    """'500MB', '10GiB', '1.5g' or a number of bytes."""
-    if isinstance(value, bool):
-        raise ValueError("a size, like 500MB or 10GiB")
-    if isinstance(value, int):
-        size = value
-    else:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(value).lower())
-        if not match or match.group(2) not in _SIZE_UNITS:
-            raise ValueError(f"{value!r} is not a size; use a number with KB, MB, GB, MiB or GiB, like 10GB")
-        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
-    if size < 0:
-        raise ValueError("a size cannot be negative")
-    return size
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
 
 def _yaml_off(value: object) -> object:
     """YAML 1.1 reads a bare `off` as False; `mode: off` means the mode."""
     return "off" if value is False else value
 
 
-Mode = Annotated[Literal["isolated", "shared", "direct", "off", "auto"], BeforeValidator(_yaml_off)]
+Mode = Annotated[Literal["isolated", "shared", "direct", "off", "auto"], Parse(_yaml_off)]
 SeedMode = Literal["link", "copy", "none"]
 MergePolicy = Literal["always", "success", "never", "protected"]
 UvLinkMode = Literal["auto", "copy", "hardlink", "clone", "symlink", "unset"]
+ToolName = Annotated[str, Pattern(r"^[a-z][a-z0-9_-]{0,31}$")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RetryConfig(_Strict):
+class RetryConfig(Model):
     """How `run` retries a command that failed on a transient cache error."""
 
-    attempts: int = Field(3, ge=1, le=50, description="total attempts, the first one included")
-    backoff: Duration = Field(2.0, description="delay before the first retry; doubles each time, with jitter")
-    max_backoff: Duration = Field(30.0, description="the longest delay between two attempts")
-    patterns: tuple[str, ...] = Field((), description="extra regexes that mark an output as transient")
+    attempts: int = setting("total attempts, the first one included", default=3, ge=1, le=50)
+    backoff: Duration = setting("delay before the first retry; doubles each time, with jitter", default=2.0)
+    max_backoff: Duration = setting("the longest delay between two attempts", default=30.0)
+    # Regexes may hold commas: as text (a variable), one per line.
+    patterns: tuple[str, ...] = setting("extra regexes that mark an output as transient", default=(),
+                                        separator="\n")
 
 
-class GcConfig(_Strict):
+class GcConfig(Model):
     """Reclaiming the directories of crashed jobs."""
 
-    grace: Duration = Field(3600.0, description="a dead job's dir is reclaimed only when older than this")
-    interval: Duration = Field(600.0, description="automatic gc at setup runs at most this often")
-    on_setup: bool = Field(True, description="run a cheap gc at setup")
+    grace: Duration = setting("a dead job's dir is reclaimed only when older than this", default=3600.0)
+    interval: Duration = setting("automatic gc at setup runs at most this often", default=600.0)
+    on_setup: bool = setting("run a cheap gc at setup", default=True)
 
 
-class PruneConfig(_Strict):
+class PruneConfig(Model):
     """Bounding the shared caches."""
 
-    max_size: Size | None = Field(None, description="evict least recently used entries above this size")
-    max_age: Duration | None = Field(None, description="evict entries unused for longer than this")
-    on_finish: bool = Field(False, description="prune at finish when a bound is exceeded")
-    uv_ci: bool = Field(False, description="use `uv cache prune --ci` (drops pre-built wheels)")
+    max_size: Size | None = setting("evict least recently used entries above this size", default=None)
+    max_age: Duration | None = setting("evict entries unused for longer than this", default=None)
+    on_finish: bool = setting("prune at finish when a bound is exceeded", default=False)
+    uv_ci: bool = setting("use `uv cache prune --ci` (drops pre-built wheels)", default=False)
 
 
-class CustomTool(_Strict):
+class CustomTool(Model):
     """A tool ci-cache does not know: a name, env vars templated with its dir, and a merge policy."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    env: dict[str, str] = Field(description="env vars to set; '{dir}' becomes the tool's cache dir")
-    merge: Literal["add_missing", "never"] = "add_missing"
-    seed: SeedMode | None = Field(None, description="overrides the global seed mode for this tool")
+    name: ToolName = setting("the tool's name: lowercase letters, digits, _ and -")
+    env: dict[str, str] = setting("env vars to set; '{dir}' becomes the tool's cache dir")
+    merge: Literal["add_missing", "never"] = setting("whether finish adds the job's new files to the shared cache",
+                                                     default="add_missing")
+    seed: SeedMode | None = setting("overrides the global seed mode for this tool", default=None)
 
 
-ToolEntry = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] | CustomTool
+ToolEntry = ToolName | CustomTool
 
 
-class Config(_Strict):
+class Config(Model):
     """Everything ci-cache.yml can say. Every key has a default: no file is needed."""
 
-    root: Path | None = Field(None, description="where shared caches and job dirs live")
-    mode: Mode = Field("auto", description="auto = isolated on Windows, direct elsewhere")
-    tools: tuple[ToolEntry, ...] = Field(("uv", "pip", "temp"), description="built-ins: uv, pip, temp")
-    seed: SeedMode = Field("link", description="how isolated jobs get the warm cache")
-    key_files: tuple[str, ...] = Field(
-        (), description="globs of the job's lock/requirements files; seed only what they need"
-    )
-    merge: MergePolicy = Field("always", description="when finish merges a job's new entries back")
-    lock_timeout: Duration = Field(600.0, description="how long to wait for a lock")
-    retry: RetryConfig = Field(default_factory=RetryConfig)
-    uv_link_mode: UvLinkMode = Field(
-        "auto", description="UV_LINK_MODE for isolated jobs; auto = copy on Windows, unset elsewhere"
-    )
-    strict: bool = Field(False, description="a seed or merge failure fails the job instead of warning")
-    lease_ttl: Duration = Field(86400.0, description="the longest a setup/finish job can live")
-    gc: GcConfig = Field(default_factory=GcConfig)
-    prune: PruneConfig = Field(default_factory=PruneConfig)
+    root: Path | None = setting("where shared caches and job dirs live", default=None)
+    mode: Mode = setting("auto = isolated on Windows, direct elsewhere", default="auto")
+    tools: tuple[ToolEntry, ...] = setting("built-ins: uv, pip, temp", default=("uv", "pip", "temp"))
+    seed: SeedMode = setting("how isolated jobs get the warm cache", default="link")
+    key_files: tuple[str, ...] = setting("globs of the job's lock/requirements files; seed only what they need",
+                                         default=())
+    merge: MergePolicy = setting("when finish merges a job's new entries back", default="always")
+    lock_timeout: Duration = setting("how long to wait for a lock", default=600.0)
+    retry: RetryConfig = setting("retries of transient cache errors", default=RetryConfig())
+    uv_link_mode: UvLinkMode = setting("UV_LINK_MODE for isolated jobs; auto = copy on Windows, unset elsewhere",
+                                       default="auto")
+    strict: bool = setting("a seed or merge failure fails the job instead of warning", default=False)
+    lease_ttl: Duration = setting("the longest a setup/finish job can live", default=86400.0)
+    gc: GcConfig = setting("reclaiming what crashed jobs left", default=GcConfig())
+    prune: PruneConfig = setting("bounds of the shared caches", default=PruneConfig())
+    remote: RemoteConfig = setting("the fleet tier: a cache shared by every agent, in object storage",
+                                   default=RemoteConfig())
 
     def resolved_mode(self, windows: bool) -> str:
         if self.mode == "auto":
@@ -155,10 +113,24 @@ class Config(_Strict):
         return self.uv_link_mode
 
 
+def auto_notes(cfg: Config, windows: bool) -> dict[KeyPath, tuple[str, str]]:
+    """For each key left to `auto`: what it resolves to on this machine, and a note that says so and what it
+    resolves to on the other platforms (`ci-cache config` shows both)."""
+    there = "Linux and macOS" if windows else "Windows"
+    resolvers: dict[KeyPath, tuple[str, Callable[[bool], str | None]]] = {
+        ("mode",): (cfg.mode, cfg.resolved_mode),
+        ("uv_link_mode",): (cfg.uv_link_mode, cfg.resolved_uv_link_mode),
+    }
+    notes: dict[KeyPath, tuple[str, str]] = {}
+    for key, (value, resolve) in resolvers.items():
+        if value == "auto":
+            mine, other = resolve(windows) or "unset", resolve(not windows) or "unset"
+            notes[key] = (mine, f"auto = {mine} on this machine ({other} on {there})")
+    return notes
+
+
 # ---------------------------------------------------------------------------------------------------
 # Layers and provenance.
-
-KeyPath = tuple[str, ...]
 
 # The keys a command-line flag can set, by the flag's name. Each command offers the flags it uses;
 # `ci-cache config` offers them all, to show how each one ranks.
@@ -175,19 +147,29 @@ FLAGS: dict[KeyPath, str] = {
 }
 
 
+def env_name(path: KeyPath) -> str:
+    """CI_CACHE_MODE for ("mode",), CI_CACHE_RETRY_ATTEMPTS for ("retry", "attempts"), ..."""
+    return ENV_PREFIX + "_".join(path).upper()
+
+
+# Every key that holds a value (sections walked into), with its declaration and type; and its variable.
+KEYS: dict[KeyPath, tuple[Setting, Any]] = {path: (spec, tp) for path, spec, tp in schema.leaves(Config)}
+ENV_KEYS: dict[str, KeyPath] = {env_name(path): path for path in KEYS}
+
+
 def choices(path: KeyPath) -> tuple[str, ...]:
-    """The words a top-level key takes when it is one of a few (`mode`: isolated, shared, ...), else ()."""
-    annotation = Config.model_fields[path[0]].annotation if len(path) == 1 else None
-    return tuple(get_args(annotation)) if get_origin(annotation) is Literal else ()
+    """The words a key takes when it is one of a few (`mode`: isolated, shared, ...), else ()."""
+    return tuple(str(c) for c in schema.choices_of(KEYS[path][1]))
 
 
-@dataclass
 class Layer:
     """One source of values: nested data plus, for each leaf, a label saying where it came from."""
 
-    name: str
-    data: dict[str, Any] = field(default_factory=dict)
-    labels: dict[KeyPath, str] = field(default_factory=dict)
+    # Not a dataclass (nor LoadedConfig): `dataclasses` imports `inspect`, which every process would pay for.
+    def __init__(self, name: str, data: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.data: dict[str, Any] = data if data is not None else {}
+        self.labels: dict[KeyPath, str] = {}
 
     def set(self, path: KeyPath, value: Any, label: str) -> None:
         node = self.data
@@ -197,8 +179,9 @@ class Layer:
         self.labels[path] = label
 
 
-@dataclass(frozen=True)
-class LoadedConfig:
+class LoadedConfig(NamedTuple):
+    """The effective config, where each key's value came from, and the file read (if any)."""
+
     config: Config
     sources: Mapping[KeyPath, str]
     file: Path | None
@@ -224,34 +207,16 @@ def file_layer(path: Path) -> Layer:
     return layer
 
 
-def _env_keys() -> dict[str, KeyPath]:
-    """CI_CACHE_MODE -> ("mode",), CI_CACHE_RETRY_ATTEMPTS -> ("retry", "attempts"), ..."""
-    keys: dict[str, KeyPath] = {}
-    for name, info in Config.model_fields.items():
-        sub = info.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
-            for sub_name in sub.model_fields:
-                keys[f"{ENV_PREFIX}{name}_{sub_name}".upper()] = (name, sub_name)
-        else:
-            keys[f"{ENV_PREFIX}{name}".upper()] = (name,)
-    return keys
-
-
-ENV_KEYS = _env_keys()
-_LIST_KEYS = {("tools",), ("key_files",)}
-_LINE_LIST_KEYS = {("retry", "patterns")}
-
-
 def from_text(path: KeyPath, text: str) -> Any:
     """A value as a variable or a flag gives it, for the model to check; None when it is empty, which
     means "not given" (CI templates pass "" to leave a setting to the next layer down)."""
     if not text.strip():
         return None
-    if path in _LIST_KEYS:
-        return [part.strip() for part in text.split(",") if part.strip()]
-    if path in _LINE_LIST_KEYS:
-        return [line for line in text.splitlines() if line]
-    return text
+    spec, tp = KEYS[path]
+    if not schema.is_list(tp):
+        return text
+    parts = text.splitlines() if spec.separator == "\n" else [p.strip() for p in text.split(spec.separator)]
+    return [part for part in parts if part.strip()]
 
 
 def env_layer(env: Mapping[str, str]) -> tuple[Layer, list[str]]:
@@ -263,13 +228,23 @@ def env_layer(env: Mapping[str, str]) -> tuple[Layer, list[str]]:
             continue
         path = ENV_KEYS.get(name)
         if path is None:
-            known = {k.removeprefix(ENV_PREFIX): k for k in [*ENV_KEYS, *NON_CONFIG_ENV]}
-            close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), list(known), n=1, cutoff=0.75)
-            hint = f"; did you mean {known[close[0]]}?" if close else ""
-            warnings.append(f"ignoring unknown variable {name}{hint}")
+            warnings.append(_unknown_variable(name))
             continue
         layer.set(path, from_text(path, value), f"env {name}")
     return layer, warnings
+
+
+def _unknown_variable(name: str) -> str:
+    remote = env_name(("remote",)) + "_"
+    refusal = credential_refusal(name.removeprefix(remote)) if name.startswith(remote) else None
+    if refusal:  # its value is never read, nor shown
+        return f"ignoring {name}: {refusal}"
+    import difflib  # only for a misspelt variable
+
+    known = {k.removeprefix(ENV_PREFIX): k for k in [*ENV_KEYS, *NON_CONFIG_ENV]}
+    close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), list(known), n=1, cutoff=0.75)
+    hint = f"; did you mean {known[close[0]]}?" if close else ""
+    return f"ignoring unknown variable {name}{hint}"
 
 
 def flag_layer(flags: Mapping[KeyPath, Any]) -> Layer:
@@ -299,45 +274,17 @@ def _label_for(loc: KeyPath, labels: Mapping[KeyPath, str]) -> str:
     return "defaults"
 
 
-def _model_at(loc: KeyPath) -> type[BaseModel] | None:
-    if len(loc) == 2 and loc[0] == "tools" and loc[1].isdigit():
-        return CustomTool
-    model: type[BaseModel] = Config
-    for part in loc:
-        info = model.model_fields.get(part)
-        if info is None:
-            return model
-        sub = info.annotation
-        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
-            return None
-        model = sub
-    return model
-
-
 def _explain(exc: ValidationError, labels: Mapping[KeyPath, str]) -> ConfigError:
     lines = []
-    errors = exc.errors()
-    # A tool entry is a name or a mapping: when the mapping branch has errors, the name branch's
-    # "should be a string" only adds noise.
-    mapping_branch = {tuple(str(p) for p in e["loc"][:2]) for e in errors if "CustomTool" in map(str, e["loc"])}
-    for err in errors:
-        raw = tuple(str(p) for p in err["loc"])
-        if raw[:2] in mapping_branch and ("str" in raw or "constrained-str" in raw):
-            continue
-        loc = raw
-        # pydantic adds union-branch names (e.g. `str`, `CustomTool`) to the path; drop them.
-        loc = tuple(p for p in loc if not p[:1].isupper() and p not in ("str", "constrained-str"))
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
         key = ".".join(loc) or "(top level)"
         where = _label_for(loc, labels)
         if err["type"] == "extra_forbidden":
-            parent = _model_at(loc[:-1])
-            known = list(parent.model_fields) if parent else []
-            close = difflib.get_close_matches(loc[-1], known, n=1)
-            hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(known)}"
-            lines.append(f"{where}: unknown key `{key}`; {hint}")
+            lines.append(f"{where}: unknown key `{key}`; {err.get('hint', '')}")
         else:
-            message = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{where}: `{key}`: {message} (got {err.get('input')!r})")
+            got = f" (got {err['input']!r})" if "input" in err else ""  # a credential has no input: never shown
+            lines.append(f"{where}: `{key}`: {err['msg']}{got}")
     unique = list(dict.fromkeys(lines))
     return ConfigError("; ".join(unique), hint="see `ci-cache config --schema` for every key")
 
@@ -371,16 +318,11 @@ def load(
 
 
 def describe(loaded: LoadedConfig) -> list[tuple[str, Any, str]]:
-    """(key, value, source) for every leaf, for `ci-cache config`."""
+    """(key, value as JSON data, source) for every key that holds a value, for `ci-cache config`."""
     rows: list[tuple[str, Any, str]] = []
-    data = loaded.config.model_dump(mode="json")
-
-    def walk(node: Any, at: KeyPath) -> None:
-        if isinstance(node, dict) and _model_at(at) is not None and at != ("tools",):
-            for key, value in node.items():
-                walk(value, (*at, key))
-            return
-        rows.append((".".join(at), node, loaded.source_of(at)))
-
-    walk(data, ())
+    for path in KEYS:
+        value: Any = loaded.config
+        for part in path:
+            value = getattr(value, part)
+        rows.append((".".join(path), schema.to_json(value), loaded.source_of(path)))
     return rows

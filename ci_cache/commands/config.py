@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping
 
-from ci_cache import config
+from ci_cache import config, osapi
 from ci_cache.commands import options
 
 name = "config"
@@ -25,16 +24,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import json  # here: every command's module is imported by every command
+
     if args.schema:
-        print(json.dumps(config.Config.model_json_schema(), indent=2))
+        print(json.dumps(config.Config.model_json_schema(title="ci-cache.yml"), indent=2))
         return 0
     loaded = options.load_config(args, env)
     rows = config.describe(loaded)
+    # What a key left to `auto` means here: `resolved` in JSON, a note in the text.
+    notes = {".".join(key): note for key, note in config.auto_notes(loaded.config, osapi.IS_WINDOWS).items()}
     if args.json:
-        print(json.dumps({k: {"value": v, "source": s} for k, v, s in rows}, indent=2, default=str))
+        table = {k: {"value": v, "source": s} | ({"resolved": notes[k][0]} if k in notes else {}) for k, v, s in rows}
+        print(json.dumps(table, indent=2))
         return 0
     print(f"# config file: {loaded.file or 'none (defaults)'}")
     print(f"# root: {options.resolve_root(loaded.config, env)}")
     for key, value, source in rows:
-        print(f"{key} = {json.dumps(value, default=str)}  # {source}")
+        note = f"; {notes[key][1]}" if key in notes else ""
+        print(f"{key} = {json.dumps(value)}  # {source}{note}")
     return 0

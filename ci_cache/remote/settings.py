@@ -7,20 +7,10 @@ A key that looks like one, or a URL with a user or a signature in it, is refused
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ModelWrapValidatorHandler,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from ci_cache.schema import Check, ErrorDetail, Model, error, setting
+from ci_cache.units import Duration, Size
 
 Scheme = Literal["s3", "az", "gs"]
 PushPolicy = Literal["always", "success", "protected", "never"]
@@ -32,27 +22,26 @@ CREDENTIAL_VARS = {
           "or AZURE_STORAGE_SAS_TOKEN",
     "gs": "GOOGLE_APPLICATION_CREDENTIALS (a service account file) or GOOGLE_SERVICE_ACCOUNT_KEY",
 }
+# The patterns stay text, compiled (and cached by `re`) at first use: every job imports this, few have a remote.
 # Names of keys that would hold a credential; the value is never echoed back.
-_CREDENTIAL_KEY = re.compile(r"(secret|password|passwd|token|credential|access_?key|account_?key|sas|"
-                             r"connection_?string|private_?key|signature|auth)", re.IGNORECASE)
+_CREDENTIAL_KEY = (r"(?i)(secret|password|passwd|token|credential|access_?key|account_?key|sas|"
+                   r"connection_?string|private_?key|signature|auth)")
 # Query parameters of signed URLs (AWS presigned, Azure SAS, GCS signed).
-_SIGNED_QUERY = re.compile(r"(^|&)(x-amz-[a-z-]+|sig|se|sv|sp|x-goog-[a-z-]+|signature|awsaccesskeyid)=",
-                           re.IGNORECASE)
+_SIGNED_QUERY = r"(?i)(^|&)(x-amz-[a-z-]+|sig|se|sv|sp|x-goog-[a-z-]+|signature|awsaccesskeyid)="
 _BUCKET = {
-    "s3": re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
-    "az": re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"),
-    "gs": re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"),
+    "s3": r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+    "az": r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+    "gs": r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$",
 }
 _BUCKET_RULE = {
     "s3": "3-63 lowercase letters, digits, dots or hyphens",
     "az": "3-63 lowercase letters, digits or single hyphens",
     "gs": "3-222 lowercase letters, digits, dots, hyphens or underscores",
 }
-_PREFIX_PART = re.compile(r"^[A-Za-z0-9._+=@-]+$")
+_PREFIX_PART = r"^[A-Za-z0-9._+=@-]+$"
 
 
-@dataclass(frozen=True)
-class RemoteUrl:
+class RemoteUrl(NamedTuple):
     """A parsed remote URL: the scheme, the bucket (a container on Azure) and a prefix inside it."""
 
     scheme: Scheme
@@ -68,7 +57,7 @@ def _has_secret(value: str) -> bool:
     if "://" not in value:
         return False
     head, _, query = value.partition("?")
-    return "@" in head or bool(_SIGNED_QUERY.search(query))
+    return "@" in head or bool(re.search(_SIGNED_QUERY, query))
 
 
 def _redacted(value: str) -> str:
@@ -95,13 +84,13 @@ def parse_url(value: str) -> RemoteUrl:
     if "@" in bucket or ":" in bucket:
         raise ValueError(f"credentials and ports do not belong in the URL; write {scheme}://BUCKET/PREFIX and "
                          f"set {CREDENTIAL_VARS[scheme]}; a server's address goes in `remote.endpoint`")
-    if not _BUCKET[scheme].fullmatch(bucket):
+    if not re.fullmatch(_BUCKET[scheme], bucket):
         noun = "container" if scheme == "az" else "bucket"
         raise ValueError(f"{bucket!r} is not a valid {noun} name ({_BUCKET_RULE[scheme]}); "
                          f"write {scheme}://{noun.upper()}/PREFIX")
     parts = [p for p in path.split("/") if p]
     for part in parts:
-        if part in (".", "..") or not _PREFIX_PART.fullmatch(part):
+        if part in (".", "..") or not re.fullmatch(_PREFIX_PART, part):
             raise ValueError(f"the prefix segment {part!r} is not allowed (use letters, digits and ._+=@-); "
                              f"write {scheme}://{bucket}/team/ci-cache")
     if "//" in path.rstrip("/"):
@@ -109,7 +98,11 @@ def parse_url(value: str) -> RemoteUrl:
     return RemoteUrl(scheme=scheme, bucket=bucket, prefix="/".join(parts))
 
 
-def _check_endpoint(value: str) -> str:
+def _check_endpoint(value: str) -> str | None:
+    if not value.strip():
+        return None
+    from urllib.parse import urlsplit  # only when an endpoint is set
+
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("not an endpoint; write http(s)://HOST[:PORT], e.g. https://minio.example.com:9000")
@@ -118,76 +111,64 @@ def _check_endpoint(value: str) -> str:
     return value.strip().rstrip("/")
 
 
-class RemoteConfig(BaseModel):
-    """Where the fleet cache lives (object storage) and how ci-cache talks to it. No key is a credential."""
+def _check_url(value: str) -> str | None:
+    return str(parse_url(value)) if value.strip() else None
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str | None = Field(None, description=f"{URL_FORMS}; unset = no remote tier")
-    endpoint: str | None = Field(
-        None, description="http(s)://HOST[:PORT] of an S3-compatible server (MinIO, Ceph, SeaweedFS, R2), "
-                          "of Azurite or Azure Stack, or of a GCS emulator; unset = the cloud's own")
-    region: str | None = Field(None, description="S3 region; unset = AWS_REGION, else us-east-1")
-    push: PushPolicy | None = Field(None, description="which jobs publish to the remote; unset = as `merge`")
-    pull: bool = Field(True, description="fetch what the job needs at setup")
-    pull_budget: float = Field(30.0, gt=0, le=600, description="seconds a whole pull may take, then go on")
-    push_budget: float = Field(30.0, gt=0, le=600, description="seconds a whole push may take, then stop")
-    connect_timeout: float = Field(3.0, gt=0, le=60, description="seconds to wait for a TCP/TLS connection")
-    concurrency: int = Field(16, ge=1, le=256, description="transfers in flight at once")
-    retries: int = Field(2, ge=0, le=10, description="retries of a request that failed with 5xx or a reset")
-    allow_http: bool = Field(False, description="allow a plain http:// endpoint (a test or loopback server)")
-    virtual_hosted: bool = Field(False, description="S3: BUCKET.host addressing instead of host/BUCKET")
-    ca_file: str | None = Field(None, description="PEM file of a private CA that signs the endpoint's cert")
-    proxy: str | None = Field(None, description="http(s)://HOST:PORT of a proxy; unset = HTTPS_PROXY")
-    max_blob_size: int = Field(2 << 30, ge=1 << 20, description="largest archive pushed or pulled, in bytes")
-    keep_days: int = Field(30, ge=1, le=3650, description="`remote gc` keeps entries used or created since")
-    gc_grace_hours: float = Field(6.0, ge=0, description="`remote gc` keeps unreferenced blobs younger than this")
+Url = Annotated[str, Check(_check_url)]
+Endpoint = Annotated[str, Check(_check_endpoint)]
 
-    @model_validator(mode="wrap")
+
+class RemoteConfig(Model):
+    """The fleet tier: where the shared cache of every agent lives (object storage) and how to reach it.
+    No key is a credential: those come from each cloud's own env vars and files."""
+
+    url: Url | None = setting(f"{URL_FORMS}; unset = no remote tier", default=None)
+    endpoint: Endpoint | None = setting(
+        "http(s)://HOST[:PORT] of an S3-compatible server (MinIO, Ceph, SeaweedFS, R2), of Azurite or Azure "
+        "Stack, or of a GCS emulator; unset = the cloud's own", default=None)
+    region: str | None = setting("S3 region; unset = AWS_REGION, else us-east-1", default=None)
+    push: PushPolicy | None = setting("which jobs publish to the remote; unset = as `merge`", default=None)
+    pull: bool = setting("fetch what the job needs at setup", default=True)
+    pull_budget: Duration = setting("how long a whole pull may take, then the job goes on without the rest",
+                                    default=30.0, gt=0, le=600)
+    push_budget: Duration = setting("how long a whole push may take, then it stops", default=30.0, gt=0, le=600)
+    connect_timeout: Duration = setting("how long to wait for a TCP/TLS connection", default=3.0, gt=0, le=60)
+    concurrency: int = setting("transfers in flight at once", default=16, ge=1, le=256)
+    retries: int = setting("retries of a request that failed with 5xx or a reset", default=2, ge=0, le=10)
+    allow_http: bool = setting("allow a plain http:// endpoint (a test or loopback server)", default=False)
+    virtual_hosted: bool = setting("S3: BUCKET.host addressing instead of host/BUCKET", default=False)
+    ca_file: str | None = setting("PEM file of a private CA that signs the endpoint's certificate", default=None)
+    proxy: Endpoint | None = setting("http(s)://HOST:PORT of a proxy; unset = HTTPS_PROXY", default=None)
+    max_blob_size: Size = setting("largest archive pushed or pulled", default=2 << 30, ge=1 << 20)
+    keep_days: int = setting("`remote gc` keeps entries used or created within this many days", default=30, ge=1,
+                             le=3650)
+    gc_grace: Duration = setting("`remote gc` keeps unreferenced blobs younger than this (an upload in flight)",
+                                 default=6 * 3600.0)
+
     @classmethod
-    def _no_credentials(cls, data: Any, handler: ModelWrapValidatorHandler[RemoteConfig]) -> RemoteConfig:
-        """Refuse credentials before pydantic can copy their values into an error message."""
-        if not isinstance(data, dict):
-            return handler(data)
-        errors: list[InitErrorDetails] = []
-        clean = dict(data)
-        for key in data:
-            if key not in cls.model_fields and _CREDENTIAL_KEY.search(str(key)):
-                errors.append(InitErrorDetails(
-                    type=PydanticCustomError("credential_key", "credentials are never read from ci-cache.yml; "
-                                             "set the cloud's env vars instead: {vars}", {"vars": "; ".join(
-                                                 f"{k}://: {v}" for k, v in CREDENTIAL_VARS.items())}),
-                    loc=(str(key),), input="<hidden>"))
-                del clean[key]
+    def _before(cls, data: dict[str, Any]) -> list[ErrorDetail]:
+        """Refuse credentials before anything could copy their values into an error message."""
+        errors = []
+        for key in list(data):
+            refusal = credential_refusal(key) if key not in cls.model_fields else None
+            if refusal:
+                errors.append(error((key,), refusal, "credential_key"))  # no input: never echoed
+                del data[key]
         for key in ("url", "endpoint", "proxy"):
             value = data.get(key)
             if isinstance(value, str) and _has_secret(value):
-                errors.append(InitErrorDetails(
-                    type=PydanticCustomError("credential_in_url", "credentials and signatures do not belong in "
-                                             "`{key}`; remove them and set the cloud's env vars "
-                                             "(AWS_*, AZURE_STORAGE_*, GOOGLE_*)", {"key": key}),
-                    loc=(key,), input=_redacted(value)))
-                del clean[key]
-        if errors:
-            raise ValidationError.from_exception_data(cls.__name__, errors)
-        return handler(clean)
+                errors.append(error((key,), f"credentials and signatures do not belong in `{key}`; remove them and "
+                                    "set the cloud's env vars (AWS_*, AZURE_STORAGE_*, GOOGLE_*)",
+                                    "credential_in_url", _redacted(value)))
+                del data[key]
+        return errors
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return None if value is None or not value.strip() else str(parse_url(value))
-
-    @field_validator("endpoint", "proxy")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        return None if value is None or not value.strip() else _check_endpoint(value)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> RemoteConfig:
+    def _after(self) -> list[ErrorDetail]:
         if self.endpoint and self.endpoint.startswith("http://") and not self.allow_http:
-            raise ValueError("`endpoint` is plain http://; use https://, or set `allow_http: true` for a test "
-                             "or loopback server")
-        return self
+            return [error(("endpoint",), "`endpoint` is plain http://; use https://, or set `allow_http: true` for "
+                          "a test or loopback server", "http_endpoint", self.endpoint)]
+        return []
 
     @property
     def location(self) -> RemoteUrl | None:
@@ -196,3 +177,11 @@ class RemoteConfig(BaseModel):
     def resolved_push(self, merge_policy: str) -> str:
         """The push policy; unset follows the merge policy, so trust is configured once."""
         return self.push or merge_policy
+
+
+def credential_refusal(key: str) -> str | None:
+    """Why `key` cannot be a setting when its name says it holds a credential (the value is never read)."""
+    if not re.search(_CREDENTIAL_KEY, key):
+        return None
+    where = "; ".join(f"{k}://: {v}" for k, v in CREDENTIAL_VARS.items())
+    return f"credentials are never read from ci-cache.yml; set the cloud's env vars instead: {where}"

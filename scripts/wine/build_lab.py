@@ -375,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     py_info = run_windows(prefix, [to_windows(python_exe), "-c",
                                    # Not ci_cache: the working tree may be mid-change, and the
                                    # tests (not the lab) are what should say so.
-                                   "import sys, pydantic, yaml, obstore, distlib; "
+                                   "import sys, yaml, obstore, distlib; "
                                    "print(sys.platform, '%d.%d.%d' % sys.version_info[:3])"])
     platform, py_version = py_info.split()
     if platform != "win32":

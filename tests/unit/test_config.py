@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ci_cache import config
+from ci_cache import config, units
 from ci_cache.config import Config, CustomTool, KeyPath, LoadedConfig
 from ci_cache.errors import ConfigError, UsageError
 from ci_cache.tools import from_config
@@ -63,7 +63,8 @@ def test_no_file_no_env_gives_the_model_defaults_all_labelled_default(tmp_path: 
     assert table["gc.grace"][0] == 3600.0
     # Every leaf of every section is listed, so `ci-cache config` shows the whole picture.
     assert {"retry.backoff", "retry.max_backoff", "retry.patterns", "gc.interval", "gc.on_setup",
-            "prune.max_size", "prune.max_age", "prune.on_finish", "prune.uv_ci"} <= set(table)
+            "prune.max_size", "prune.max_age", "prune.on_finish", "prune.uv_ci", "remote.url", "remote.push",
+            "remote.pull_budget"} <= set(table)
 
 
 def test_an_empty_file_is_the_defaults(tmp_path: Path) -> None:
@@ -361,13 +362,13 @@ def test_config_error_is_a_usage_error() -> None:
      ("2d", 172800.0), ("1w", 604800.0), (" 3 M ", 180.0)],
 )
 def test_parse_duration(given: object, seconds: float) -> None:
-    assert config.parse_duration(given) == pytest.approx(seconds)
+    assert units.parse_duration(given) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("given", [True, "", "s", "10 parsecs", "-1s", -1, "1e3s", "10mins"])
 def test_parse_duration_rejects(given: object) -> None:
     with pytest.raises(ValueError):
-        config.parse_duration(given)
+        units.parse_duration(given)
 
 
 @pytest.mark.parametrize(
@@ -376,13 +377,13 @@ def test_parse_duration_rejects(given: object) -> None:
      ("64 kib", 64 * 1024), ("2TB", 2 * 1000**4), ("7b", 7)],
 )
 def test_parse_size(given: object, size: int) -> None:
-    assert config.parse_size(given) == size
+    assert units.parse_size(given) == size
 
 
 @pytest.mark.parametrize("given", [False, "", "lots", "10 parsecs", "-1", -5, "1.5 zettabytes", "GB"])
 def test_parse_size_rejects(given: object) -> None:
     with pytest.raises(ValueError):
-        config.parse_size(given)
+        units.parse_size(given)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -457,3 +458,126 @@ def test_tools_from_a_flag_replace_the_file_list(tmp_path: Path) -> None:
     table = rows(load(tmp_path, flags={("tools",): ["temp"]}))
     assert table["tools"] == (["temp"], "flag --tools")
     assert str(path) not in table["tools"][1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# remote: a section like the others (file < env, provenance, durations), and credentials are never keys.
+
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def test_remote_defaults_mean_no_remote_and_every_key_is_listed(tmp_path: Path) -> None:
+    loaded = load(tmp_path)
+    assert loaded.config.remote.location is None
+    table = rows(loaded)
+    assert table["remote.url"] == (None, "default")
+    assert table["remote.pull_budget"] == (30.0, "default")
+    assert {f"remote.{key}" for key in loaded.config.remote.model_fields} <= set(table)
+
+
+def test_remote_from_the_file_and_the_env_with_sources_and_durations(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "merge: protected\n"
+        "remote:\n"
+        "  url: S3://ci-cache/team/\n"
+        "  endpoint: https://minio.example.com:9000/\n"
+        "  pull_budget: 45s\n"
+        "  max_blob_size: 512MiB\n",
+    )
+    env = {"CI_CACHE_REMOTE_PUSH": "never", "CI_CACHE_REMOTE_CONNECT_TIMEOUT": "500ms",
+           "CI_CACHE_REMOTE_PUSH_BUDGET": "1m", "CI_CACHE_REMOTE_ALLOW_HTTP": "false",
+           "CI_CACHE_REMOTE_KEEP_DAYS": "7", "CI_CACHE_REMOTE_GC_GRACE": "2h"}
+    loaded = load(tmp_path, env)
+    remote = loaded.config.remote
+    assert str(remote.location) == "s3://ci-cache/team"
+    assert remote.endpoint == "https://minio.example.com:9000"
+    assert (remote.pull_budget, remote.push_budget, remote.connect_timeout) == (45.0, 60.0, 0.5)
+    assert remote.max_blob_size == 512 * 1024**2 and remote.keep_days == 7 and remote.gc_grace == 7200.0
+    assert remote.resolved_push(loaded.config.merge) == "never"
+    table = rows(loaded)
+    assert table["remote.url"] == ("s3://ci-cache/team", f"{path}:3")
+    assert table["remote.pull_budget"] == (45.0, f"{path}:5")
+    assert table["remote.push"] == ("never", "env CI_CACHE_REMOTE_PUSH")
+    assert table["remote.connect_timeout"] == (0.5, "env CI_CACHE_REMOTE_CONNECT_TIMEOUT")
+    assert table["remote.concurrency"] == (16, "default")
+    # Unset, push follows the merge policy: trust is configured once.
+    assert load(tmp_path).config.remote.resolved_push("protected") == "protected"
+
+
+@pytest.mark.parametrize(("text", "line", "key", "says"), [
+    ("remote:\n  url: ftp://bkt/x\n", 2, "remote.url", "unsupported scheme ftp://"),
+    ("remote:\n  url: s3://bkt/x\n  pull_budget: forever\n", 3, "remote.pull_budget", "not a duration"),
+    ("remote:\n  url: s3://bkt/x\n  pull_budget: 20m\n", 3, "remote.pull_budget", "less than or equal to 600"),
+    ("remote:\n  push: sometimes\n", 2, "remote.push", "Input should be 'always', 'success', 'protected' or"),
+    ("remote:\n  max_blob_size: 1KB\n", 2, "remote.max_blob_size", "greater than or equal to 1048576"),
+    ("remote:\n  endpoint: http://127.0.0.1:9000\n", 2, "remote.endpoint", "allow_http: true"),
+    ("remote: s3://bkt/x\n", 1, "remote", "Input should be a mapping of keys"),
+])
+def test_bad_remote_values_name_the_file_line_and_key(tmp_path: Path, text: str, line: int, key: str,
+                                                      says: str) -> None:
+    path = write(tmp_path, text)
+    message = config_error(tmp_path)
+    assert f"{path}:{line}: `{key}`: " in message and says in message
+
+
+def test_unknown_remote_key_has_line_and_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, "remote:\n  url: s3://bkt/x\n  pul_budget: 10s\n")
+    message = config_error(tmp_path)
+    assert f"{path}:3: unknown key `remote.pul_budget`; did you mean `pull_budget`?" in message
+
+
+@pytest.mark.parametrize("key", ["secret_access_key", "aws_session_token", "account_key", "password"])
+def test_a_credential_in_the_file_is_refused_by_line_without_echoing_it(tmp_path: Path, key: str) -> None:
+    path = write(tmp_path, f"remote:\n  url: s3://bkt/x\n  {key}: '{SECRET}'\n")
+    message = config_error(tmp_path)
+    assert SECRET not in message
+    assert f"{path}:3: `remote.{key}`: credentials are never read from ci-cache.yml" in message
+    assert "AWS_ACCESS_KEY_ID" in message
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("CI_CACHE_REMOTE_URL", f"s3://AKIA:{SECRET}@bkt/x"),
+    ("CI_CACHE_REMOTE_ENDPOINT", f"https://acct.blob.core.windows.net/?sv=2022&sig={SECRET}"),
+    ("CI_CACHE_REMOTE_PROXY", f"http://me:{SECRET}@proxy:3128"),
+])
+def test_a_credential_in_a_url_from_the_env_is_refused_by_variable_without_echoing_it(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    message = config_error(tmp_path, {name: value})
+    assert SECRET not in message
+    assert f"env {name}: " in message and "do not belong" in message
+
+
+def test_a_credential_variable_of_ours_is_ignored_with_a_warning_that_never_shows_it(tmp_path: Path) -> None:
+    env = {"CI_CACHE_REMOTE_SECRET_ACCESS_KEY": SECRET, "CI_CACHE_REMOTE_URLL": "s3://bkt/x"}
+    loaded, warnings = config.load(env=env, cwd=tmp_path)
+    assert loaded.config.remote == Config().remote
+    text = "\n".join(warnings)
+    assert SECRET not in text
+    assert "ignoring CI_CACHE_REMOTE_SECRET_ACCESS_KEY: credentials are never read" in text
+    assert "ignoring unknown variable CI_CACHE_REMOTE_URLL; did you mean CI_CACHE_REMOTE_URL?" in text
+
+
+def test_every_remote_key_has_its_variable() -> None:
+    remote_vars = {name: path for name, path in config.ENV_KEYS.items() if path[0] == "remote"}
+    assert {path[1] for path in remote_vars.values()} == set(Config().remote.model_fields)
+    assert remote_vars["CI_CACHE_REMOTE_URL"] == ("remote", "url")
+    assert remote_vars["CI_CACHE_REMOTE_PULL_BUDGET"] == ("remote", "pull_budget")
+
+
+# ---------------------------------------------------------------------------------------------------
+# What `auto` means on this machine.
+
+
+@pytest.mark.parametrize(("windows", "mode_note", "link_note"), [
+    (False, ("direct", "auto = direct on this machine (isolated on Windows)"),
+     ("unset", "auto = unset on this machine (copy on Windows)")),
+    (True, ("isolated", "auto = isolated on this machine (direct on Linux and macOS)"),
+     ("copy", "auto = copy on this machine (unset on Linux and macOS)")),
+])
+def test_auto_notes_say_what_auto_resolves_to_here_and_elsewhere(
+    windows: bool, mode_note: tuple[str, str], link_note: tuple[str, str]
+) -> None:
+    assert config.auto_notes(Config(), windows) == {("mode",): mode_note, ("uv_link_mode",): link_note}
+    assert config.auto_notes(Config(mode="shared", uv_link_mode="copy"), windows) == {}

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from pydantic import ValidationError
 
 from ci_cache.remote.settings import RemoteConfig, RemoteUrl, parse_url
+from ci_cache.schema import ValidationError
 
 
 @pytest.mark.parametrize(("url", "expected"), [
@@ -109,3 +109,23 @@ def test_settings_and_layout_do_not_import_obstore() -> None:
             "print('obstore' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_budgets_timeouts_and_sizes_are_written_like_every_duration_and_size() -> None:
+    remote = RemoteConfig.model_validate({"pull_budget": "45s", "push_budget": "2m", "connect_timeout": "250ms",
+                                          "gc_grace": "1d", "max_blob_size": "1GiB", "keep_days": "14"})
+    assert (remote.pull_budget, remote.push_budget, remote.connect_timeout) == (45.0, 120.0, 0.25)
+    assert (remote.gc_grace, remote.max_blob_size, remote.keep_days) == (86400.0, 1 << 30, 14)
+    assert RemoteConfig(pull_budget=12).pull_budget == 12.0
+    for bad in ({"pull_budget": "soon"}, {"push_budget": "11m"}, {"connect_timeout": "2m"}, {"gc_grace": "-1h"},
+                {"max_blob_size": "lots"}):
+        with pytest.raises(ValidationError) as caught:
+            RemoteConfig.model_validate(bad)
+        assert caught.value.errors()[0]["loc"] == tuple(bad)
+
+
+def test_a_secret_given_to_the_constructor_is_refused_unseen_too() -> None:
+    with pytest.raises(ValidationError) as caught:
+        RemoteConfig(url=f"s3a://AKIA:{SECRET}@bucket/p")
+    assert SECRET not in str(caught.value) + repr(caught.value.errors())
+    assert caught.value.errors()[0]["loc"] == ("url",)
