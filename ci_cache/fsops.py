@@ -233,16 +233,16 @@ def symlink(text: str, path: Path | str) -> None:
     with_retry(lambda: os.symlink(text, _p(path)), f"create link {path}")
 
 
-def touch(path: Path) -> None:
-    """Set a file's or folder's mtime to now (a use, or a heartbeat)."""
-    with_retry(lambda: os.utime(_p(path)), f"set the mtime of {path}")
+def touch(path: Path, *, ns: tuple[int, int] | None = None) -> None:
+    """Set a file's or folder's times: to now (a use, or a heartbeat), or to `ns` (atime, mtime)."""
+    with_retry(lambda: os.utime(_p(path)) if ns is None else os.utime(_p(path), ns=ns), f"set the times of {path}")
 
 
-def write_new(path: Path, data: bytes) -> None:
+def write_new(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Create a file that must not exist yet and write it through to the disk; nothing is left on failure."""
 
     def op() -> None:
-        fd = os.open(_p(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+        fd = os.open(_p(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
         try:
             view = memoryview(data)
             while view:
@@ -277,11 +277,12 @@ def temp_sibling(target: Path) -> Path:
     return target.parent / f"{TEMP_PREFIX}{os.getpid()}-{random.getrandbits(40):010x}"
 
 
-def write_atomic(target: Path, data: bytes) -> None:
-    """Write a whole file: readers see the old content or the new, never a mix."""
+def write_atomic(target: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write a whole file: readers see the old content or the new, never a mix. `mode` (POSIX permission
+    bits, less the umask) is the new file's."""
     makedirs(target.parent)
     tmp = temp_sibling(target)
-    write_new(tmp, data)
+    write_new(tmp, data, mode=mode)
     try:
         replace(tmp, target)
     except BaseException:
