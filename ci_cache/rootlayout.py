@@ -17,9 +17,10 @@ the version) runs at once. Every step is idempotent and the version is recorded 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,14 +115,19 @@ def open_root(store: Store, *, timeout: float) -> osapi.FileLockHandle:
         raise faults.store_error(exc, store.root, f"the ci-cache root {store.root} is not usable") from exc
 
 
-def use_if_there(store: Store, *, timeout: float) -> osapi.FileLockHandle | None:
-    """`use` for the commands that look after a root (gc, prune, verify --fix): None when there is no root."""
+@contextlib.contextmanager
+def holding(store: Store, *, timeout: float) -> Iterator[None]:
+    """`use` around the work of a command that looks after a root (gc, prune, verify --fix); no root, no
+    hold (nothing to look after, and nothing is created)."""
     if not store.root.is_dir():
-        return None
+        yield
+        return
     try:
-        return use(store, timeout=timeout)
+        hold = use(store, timeout=timeout)
     except OSError as exc:
         raise faults.store_error(exc, store.root, f"the ci-cache root {store.root} is not usable") from exc
+    with hold:
+        yield
 
 
 def use(store: Store, *, timeout: float) -> osapi.FileLockHandle:
