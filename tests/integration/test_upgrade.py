@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ci_cache import __version__, rootlayout, verify
+from ci_cache.store import Store
 from ci_cache.tools.uv import UvTool
 from ci_cache_index import IndexServer, build_index, demo_specs
 from tests.integration.uvjobs import UV, Lab, offline_install
@@ -132,5 +133,5 @@ def test_a_root_of_a_newer_layout_is_refused_and_the_job_still_runs(lab: Lab) ->
     assert [p.name for p in (lab.root / "jobs").iterdir()] == []
 
 
-def _store(lab: Lab) -> rootlayout.Store:
-    return rootlayout.Store(lab.root)
+def _store(lab: Lab) -> Store:
+    return Store(lab.root)
