@@ -117,7 +117,10 @@ def try_lock(path: Path, *, shared: bool = False) -> FileLockHandle | None:
     """
     while True:
         os.makedirs(extended_path(path.parent), exist_ok=True)
-        fh = open(extended_path(path), "a+b")  # noqa: SIM115 - the handle lives as long as the lock
+        # Read-only: a lock needs no write access, and a process holding a file open for writing keeps its
+        # file system from being remounted read-only (or from being checked once it is).
+        fd = os.open(extended_path(path), os.O_RDONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        fh = os.fdopen(fd, "rb")
         try:
             _lock(fh, shared=shared)
         except OSError as exc:

@@ -107,8 +107,13 @@ def current(store: Store) -> int | None:
 
 
 def open_root(store: Store, *, timeout: float) -> osapi.FileLockHandle:
-    """The root made and proven writable (`Store.ensure`), at this ci-cache's layout, held shared (`use`)."""
-    store.ensure()
+    """The root made (`Store.ensure`), at this ci-cache's layout, held shared (`use`), for a job's setup.
+
+    No probe file: the job's lease and record are its first writes, and a failure of either says what
+    stops it as clearly (a full disk, a read-only file system, ...). One file less to create and delete
+    per job, and one less for a scanner to hold.
+    """
+    store.ensure(probe=False)
     try:
         return use(store, timeout=timeout)
     except OSError as exc:

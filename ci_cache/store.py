@@ -83,12 +83,13 @@ class Store:
         """Held shared by every process using the root, exclusive by a migration (`rootlayout`)."""
         return self.root / "layout.lock"
 
-    def ensure(self) -> None:
+    def ensure(self, *, probe: bool = True) -> None:
         """Create the root skeleton and prove it writable, or say what really stops it (a full disk, a
         read-only file system, a permission, a file in the way) and what to do.
 
         The probe file proves the write; deleting it is only tidying. When a scanner or another process
         holds it, it stays for gc (a temp name) rather than making the job wait or run unprotected.
+        `probe=False`: the caller's own first writes prove it, and say what stops them just as clearly.
         """
         try:
             for folder in (self.root, self.shared_dir, self.jobs_dir):
@@ -96,14 +97,16 @@ class Store:
             tag = self.root / "CACHEDIR.TAG"
             if not tag.exists():
                 fsops.write_atomic(tag, CACHEDIR_TAG.encode())
-            probe = fsops.temp_sibling(self.jobs_dir / "probe")
-            fsops.write_new(probe, b"ci-cache probe\n")
+            if not probe:
+                return
+            probe_file = fsops.temp_sibling(self.jobs_dir / "probe")
+            fsops.write_new(probe_file, b"ci-cache probe\n")
         except OSError as exc:
             raise faults.store_error(exc, self.root, f"the ci-cache root {self.root} is not usable") from exc
         try:
-            fsops.discard(probe)
+            fsops.discard(probe_file)
         except OSError as exc:
-            log.info(f"could not delete the probe file {probe} ({exc.strerror or exc}); gc deletes it later")
+            log.info(f"could not delete the probe file {probe_file} ({exc.strerror or exc}); gc deletes it later")
 
     def job_keys(self) -> list[str]:
         """Every job that has a record, a lease or a dir."""

@@ -79,7 +79,7 @@ def give_back(ctx: Context, handle: osapi.FileLockHandle) -> None:
     handle.release()
     try:
         fsops.unlink(ctx.store.lease(ctx.key), budget=LEASE_FILE_BUDGET)
-    except CiCacheError as exc:
+    except (OSError, CiCacheError) as exc:
         log.info(f"the lease file stays for gc: {exc}")
 
 

@@ -27,10 +27,11 @@ class Lab:
 
     tmp: Path
     url: str
+    root_at: Path | None = None  # a root elsewhere (on a small mount, say); default: <tmp>/root
 
     @property
     def root(self) -> Path:
-        return self.tmp / "root"
+        return self.root_at or self.tmp / "root"
 
     @property
     def shared_uv(self) -> Path:
