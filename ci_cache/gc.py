@@ -75,7 +75,11 @@ def reclaim_trash(store: Store, *, now: float) -> list[str]:
     except FileNotFoundError:
         return reclaimed
     for entry in entries:
-        if now - entry.stat(follow_symlinks=False).st_mtime >= TRASH_QUIET_SECONDS:
+        try:
+            quiet = now - entry.stat(follow_symlinks=False).st_mtime >= TRASH_QUIET_SECONDS
+        except FileNotFoundError:
+            continue  # its background delete (or another gc) finished it meanwhile
+        if quiet:
             fsops.rmtree(Path(entry.path))
             reclaimed.append(entry.path)
     return reclaimed
@@ -118,7 +122,10 @@ def leftover_temp_dirs(cache: Path, *, grace: float, now: float,
         found = []
         for path in _temp_dirs(cache):
             ours = path.name.startswith(fsops.TEMP_PREFIX)
-            old = now - os.lstat(path).st_mtime >= grace
+            try:
+                old = now - os.lstat(path).st_mtime >= grace
+            except FileNotFoundError:
+                continue  # renamed into place (uv's temp dirs are) or deleted meanwhile: not left over
             found.append(Leftover(path, (ours and writer is not None) or old))
         yield found
     finally:
@@ -137,7 +144,8 @@ def _temp_dirs(cache: Path) -> list[Path]:
         if fsops.is_temp_name(entry.name):
             found.append(Path(entry.path))
         elif entry.is_dir(follow_symlinks=False):
-            found.extend(Path(e.path) for e in os.scandir(entry.path) if fsops.is_temp_name(e.name))
+            with contextlib.suppress(FileNotFoundError):  # a temp dir of uv's at the top, renamed meanwhile
+                found.extend(Path(e.path) for e in os.scandir(entry.path) if fsops.is_temp_name(e.name))
     return found
 
 
