@@ -47,7 +47,9 @@ KILLS = ("setup", "holder", "finish", "run")
 SOAK_ENV = {
     "CI_CACHE_LEASE_TTL": "120s",  # a holder orphaned by a killed finish lets go in minutes, not a day
     "CI_CACHE_LOCK_TIMEOUT": "300s",
-    "CI_CACHE_GC_GRACE": "0s",  # the setup's own gc is as eager as the one running meanwhile
+    # Older than this, a dead job's dir or a temp dir is reclaimed (a merge's staging, for one: no merge
+    # here lasts that long; 0s would reclaim a live merge's staging, by definition).
+    "CI_CACHE_GC_GRACE": "20s",
     "CI_CACHE_GC_INTERVAL": "1s",
 }
 
@@ -205,7 +207,7 @@ class Soak:
         """prune (sometimes killed -9), gc and verify, over and over, until the round ends."""
         while not stop.is_set():
             what = self.rng.choice(["prune", "gc", "verify", "prune-killed"])
-            args = {"prune": ["prune", "--max-size", "10GB", "--max-age", "30d"], "gc": ["gc", "--grace", "0s"],
+            args = {"prune": ["prune", "--max-size", "10GB", "--max-age", "30d"], "gc": ["gc"],
                     "verify": ["verify"], "prune-killed": ["prune", "--max-size", "10GB"]}[what]
             proc = self.cli(*args, env=self.env())
             if what == "prune-killed":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import fsops, gc
+from ci_cache import fsops, gc, osapi
 from ci_cache.store import Store
 
 
@@ -62,3 +62,21 @@ def test_a_temp_dir_renamed_into_place_meanwhile_is_no_leftover(store: Store, mo
     with gc.leftover_temp_dirs(cache, grace=0, now=1e12) as leftovers:
         assert leftovers == []
     assert (cache / "archive-v0" / "AbCdEf").is_dir()
+
+
+def test_a_temp_dir_of_a_running_uv_is_kept_however_old(store: Store) -> None:
+    """uv holds its root lock shared while it runs, and writes into `.tmp*` dirs at the cache root (its
+    interpreter probe, for one): gc must not take them from under it, even past the grace period."""
+    cache = store.shared_cache("uv")
+    uv_temp = cache / ".tmpRunning"
+    (uv_temp / "python").mkdir(parents=True)
+    os.utime(uv_temp, (1, 1))
+    running_uv = osapi.try_lock(cache / ".lock", shared=True)
+    assert running_uv is not None
+    try:
+        assert gc.reclaim_temp_dirs(store, grace=3600, now=1e12) == []
+        assert uv_temp.is_dir()
+    finally:
+        running_uv.release()
+    assert gc.reclaim_temp_dirs(store, grace=3600, now=1e12) == [str(uv_temp)]
+    assert not uv_temp.exists()
