@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .winagent import Agent, scanning
+from .winagent import WINSIDE, Agent, scanning
 from .winlab import Lab
 
 pytestmark = pytest.mark.windows
@@ -33,6 +33,8 @@ from ci_cache.store import Store
 # Every file written straight into the jobs dir (the probe) is opened at once, without delete sharing, by
 # the scanner's own CreateFileW call, and let go `hold` seconds later.
 HOLD_EVERY_PROBE = """
+import sys
+sys.path.insert(0, winside)  # the embeddable Python does not put a script's folder on sys.path
 import scanner
 open_entry, close_entry = scanner._win_api()
 held = []
@@ -82,7 +84,7 @@ def test_the_probe_under_a_held_file_never_calls_the_root_unusable(agent: Agent,
                                                                     tier_report: list[str]) -> None:
     root = tmp_path / "root"
     agent.call("store = Store(Path(root))", root=root)
-    agent.call(HOLD_EVERY_PROBE, hold=1.0)
+    agent.call(HOLD_EVERY_PROBE, hold=1.0, winside=WINSIDE)
     outcome = agent.call(PROBE_REPEATEDLY, repeats=REPEATS, timeout=600)
     held = agent.call("result = len(held)")
     tier_report.append(f"root probe, every probe file held without delete sharing: {REPEATS} probes, "
