@@ -103,8 +103,9 @@ def _hold(lease_path: Path, ttl: float, also_shared: Sequence[Path]) -> int:
     try:
         companions = [_shared(path) for path in also_shared]
         handle = locks.try_lock(lease_path)
-    except OSError as exc:
-        out.write(FAILED + f"{exc.errno or 0} {exc.strerror or exc}\n".encode())
+    except (OSError, StoreError) as exc:  # StoreError: a file held past the retries
+        words = f"{exc.errno or 0} {exc.strerror or exc}" if isinstance(exc, OSError) else f"0 {exc}"
+        out.write(FAILED + words.replace("\n", " ").encode() + b"\n")
         out.flush()
         return 1
     if handle is None:
