@@ -106,7 +106,7 @@ def rename_new(src: Path, dst: Path) -> bool:
     return with_retry(op, f"rename {src} -> {dst}")
 
 
-def unlink(path: Path, *, missing_ok: bool = True) -> None:
+def unlink(path: Path, *, missing_ok: bool = True, budget: RetryBudget = DEFAULT_BUDGET) -> None:
     """Delete a file or a link (never what a link points to)."""
 
     def op() -> None:
@@ -120,7 +120,7 @@ def unlink(path: Path, *, missing_ok: bool = True) -> None:
                 osapi.clear_readonly(_p(path))
             raise
 
-    with_retry(op, f"delete {path}")
+    with_retry(op, f"delete {path}", budget)
 
 
 def rmtree(path: Path) -> None:
@@ -218,24 +218,76 @@ def _delete(full: str, remover: Callable[[str], None]) -> None:
     with_retry(op, f"delete {full}")
 
 
+def makedirs(path: Path) -> None:
+    """Create a folder and its parents; an existing folder is fine, a file in the way is an error."""
+    with_retry(lambda: os.makedirs(_p(path), exist_ok=True), f"create folder {path}")
+
+
+def mkdir(path: Path | str) -> None:
+    """Create one folder that must not exist yet (FileExistsError if it does)."""
+    with_retry(lambda: os.mkdir(_p(path)), f"create folder {path}")
+
+
+def symlink(text: str, path: Path | str) -> None:
+    """Create a symlink at `path` holding `text`."""
+    with_retry(lambda: os.symlink(text, _p(path)), f"create link {path}")
+
+
+def touch(path: Path, *, ns: tuple[int, int] | None = None) -> None:
+    """Set a file's or folder's times: to now (a use, or a heartbeat), or to `ns` (atime, mtime)."""
+    with_retry(lambda: os.utime(_p(path)) if ns is None else os.utime(_p(path), ns=ns), f"set the times of {path}")
+
+
+def write_new(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Create a file that must not exist yet and write it through to the disk; nothing is left on failure."""
+
+    def op() -> None:
+        fd = os.open(_p(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(_p(path))
+            raise
+        os.close(fd)
+
+    with_retry(op, f"write {path}")
+
+
+def discard(path: Path) -> bool:
+    """Delete a temp file (a temp name, which gc knows) if nothing holds it; if a scanner or another
+    process does, leave it to gc rather than wait. True when it is gone."""
+    try:
+        os.unlink(_p(path))
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        if osapi.is_transient_error(exc):
+            return False
+        raise
+    return True
+
+
 def temp_sibling(target: Path) -> Path:
     """A fresh temp name in the target's own folder, so that renaming it in is atomic."""
     return target.parent / f"{TEMP_PREFIX}{os.getpid()}-{random.getrandbits(40):010x}"
 
 
-def write_atomic(target: Path, data: bytes) -> None:
-    """Write a whole file: readers see the old content or the new, never a mix."""
-    os.makedirs(_p(target.parent), exist_ok=True)
+def write_atomic(target: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write a whole file: readers see the old content or the new, never a mix. `mode` (POSIX permission
+    bits, less the umask) is the new file's."""
+    makedirs(target.parent)
     tmp = temp_sibling(target)
+    write_new(tmp, data, mode=mode)
     try:
-        with open(_p(tmp), "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(_p(tmp))
+            discard(tmp)
         raise
 
 
@@ -273,7 +325,7 @@ def put_file(src: Path, dst: Path, *, overwrite: bool = True,
     try:
         if os.path.islink(_p(src)):
             text = os.readlink(_p(src))
-            os.symlink(link_text(text) if link_text else text, _p(tmp))
+            symlink(link_text(text) if link_text else text, tmp)
         else:
             copy_file(src, tmp)
         if not overwrite:
@@ -303,7 +355,7 @@ def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = No
     """
     count = count or TreeCount()
     join, scandir = os.path.join, os.scandir
-    os.mkdir(_tree_top(dst))
+    mkdir(_tree_top(dst))
     stack = [(_tree_top(src), _tree_top(dst))]
     while stack:
         s_dir, d_dir = stack.pop()
@@ -314,9 +366,9 @@ def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = No
                     continue
                 target = join(d_dir, name)
                 if entry.is_symlink():
-                    os.symlink(os.readlink(entry.path), target)
+                    symlink(os.readlink(entry.path), target)
                 elif entry.is_dir():
-                    os.mkdir(target)
+                    mkdir(target)
                     stack.append((entry.path, target))
                 else:
                     count.files += 1
@@ -344,7 +396,7 @@ def stage_tree(src: Path, dst: Path, *, link: bool, skip: Callable[[str], bool] 
     """Copy (or link) the tree `src` under a temp name beside `dst`, then rename it in whole: readers see
     all of it or nothing. `prepare` may change the staged copy before it goes in. None when `dst`
     appeared meanwhile (a concurrent writer won; its copy is as good as ours)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    makedirs(dst.parent)
     tmp = temp_sibling(dst)
     try:
         count = clone_tree(src, tmp, link=link, skip=skip)

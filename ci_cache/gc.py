@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ci_cache import fsops, lease, log, osapi
 from ci_cache.store import Store, write_lock_of
+from ci_cache.tools.uv.layout import ROOT_LOCK
 
 
 @dataclass
@@ -75,7 +76,11 @@ def reclaim_trash(store: Store, *, now: float) -> list[str]:
     except FileNotFoundError:
         return reclaimed
     for entry in entries:
-        if now - entry.stat(follow_symlinks=False).st_mtime >= TRASH_QUIET_SECONDS:
+        try:
+            quiet = now - entry.stat(follow_symlinks=False).st_mtime >= TRASH_QUIET_SECONDS
+        except FileNotFoundError:
+            continue  # its background delete (or another gc) finished it meanwhile
+        if quiet:
             fsops.rmtree(Path(entry.path))
             reclaimed.append(entry.path)
     return reclaimed
@@ -105,23 +110,39 @@ def leftover_temp_dirs(cache: Path, *, grace: float, now: float,
     """The temp dirs at a shared cache's root and one level into each bucket (where merges stage).
 
     Ours are reclaimable when nobody holds the cache's writer lock; any are once they are older than
-    the grace period. The writer lock, when it was free, stays held while the block runs, so that no
-    merge starts staging meanwhile. `read_only` (verify, which may look at a cache outside any root)
-    creates no lock file: where there is none yet, a writer is assumed.
+    the grace period, uv's only while no uv command holds its root lock. The writer lock (and uv's), when
+    it was free, stays held while the block runs, so that no merge (or uv command) starts meanwhile.
+    `read_only` (verify, which may look at a cache outside any root) creates no lock file: where there is
+    none yet, a writer is assumed.
     """
     lock = write_lock_of(cache)
     try:
         writer = None if read_only and not lock.exists() else osapi.try_lock(lock)
     except OSError:
         writer = None  # the lock file cannot be opened here: assume a writer
+    # uv holds its root lock shared for each command's whole life: while anyone holds it, a temp dir of
+    # uv's may be in use however old it is (found by the soak: gc deleted the interpreter probe a running
+    # `uv pip install` had just written); while we hold it, no uv command starts.
+    tool_lock = cache / ROOT_LOCK
+    try:
+        idle = osapi.try_lock(tool_lock) if tool_lock.exists() else None
+    except OSError:
+        idle = None
+    tool_running = idle is None and tool_lock.exists()
     try:
         found = []
         for path in _temp_dirs(cache):
             ours = path.name.startswith(fsops.TEMP_PREFIX)
-            old = now - os.lstat(path).st_mtime >= grace
-            found.append(Leftover(path, (ours and writer is not None) or old))
+            try:
+                old = now - os.lstat(path).st_mtime >= grace
+            except FileNotFoundError:
+                continue  # renamed into place (uv's temp dirs are) or deleted meanwhile: not left over
+            reclaimable = (writer is not None or old) if ours else (old and not tool_running)
+            found.append(Leftover(path, reclaimable))
         yield found
     finally:
+        if idle is not None:
+            idle.release()
         if writer is not None:
             writer.release()
 
@@ -137,7 +158,8 @@ def _temp_dirs(cache: Path) -> list[Path]:
         if fsops.is_temp_name(entry.name):
             found.append(Path(entry.path))
         elif entry.is_dir(follow_symlinks=False):
-            found.extend(Path(e.path) for e in os.scandir(entry.path) if fsops.is_temp_name(e.name))
+            with contextlib.suppress(FileNotFoundError):  # a temp dir of uv's at the top, renamed meanwhile
+                found.extend(Path(e.path) for e in os.scandir(entry.path) if fsops.is_temp_name(e.name))
     return found
 
 

@@ -7,11 +7,17 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ci_cache import log, osapi
+from ci_cache import fsops, log, osapi
 from ci_cache.errors import LockTimeout
 
 POLL_SECONDS = 0.05
 MAX_POLL_SECONDS = 0.5
+
+
+def try_lock(path: Path, *, shared: bool = False) -> osapi.FileLockHandle | None:
+    """Take the lock at `path` without waiting (None when someone holds it); a transient error opening the
+    lock file (a scanner holding it, a delete pending on Windows) is retried."""
+    return fsops.with_retry(lambda: osapi.try_lock(path, shared=shared), f"open the lock file {path}")
 
 
 def acquire(path: Path, *, timeout: float, shared: bool = False, purpose: str = "") -> tuple[
@@ -21,7 +27,7 @@ def acquire(path: Path, *, timeout: float, shared: bool = False, purpose: str = 
 
     Only says "waiting for lock" when the first non-blocking try fails, so the common case is silent.
     """
-    handle = osapi.try_lock(path, shared=shared)
+    handle = try_lock(path, shared=shared)
     if handle is not None:
         return handle, 0.0
     what = f" ({purpose})" if purpose else ""
@@ -30,7 +36,7 @@ def acquire(path: Path, *, timeout: float, shared: bool = False, purpose: str = 
     delay = POLL_SECONDS
     while True:
         time.sleep(delay)
-        handle = osapi.try_lock(path, shared=shared)
+        handle = try_lock(path, shared=shared)
         waited = time.monotonic() - start
         if handle is not None:
             log.info(f"got lock {path} after {waited:.1f}s")

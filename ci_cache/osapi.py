@@ -87,8 +87,16 @@ class FileLockHandle:
     def __init__(self, fh: IO[bytes], path: Path) -> None:
         self._fh = fh
         self.path = path
+        self._companions: list[FileLockHandle] = []
+
+    def hold_also(self, other: FileLockHandle) -> None:
+        """Release `other` together with this one (the root's layout hold goes with a job's lease)."""
+        self._companions.append(other)
 
     def release(self) -> None:
+        companions, self._companions = self._companions, []
+        for other in companions:
+            other.release()
         if self._fh.closed:
             return
         with contextlib.suppress(OSError):
@@ -103,17 +111,47 @@ class FileLockHandle:
 
 
 def try_lock(path: Path, *, shared: bool = False) -> FileLockHandle | None:
-    """Take an OS lock on `path` without waiting; None when another process (or handle) holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(extended_path(path), "a+b")  # noqa: SIM115 - the handle lives as long as the lock
-    try:
-        _lock(fh, shared=shared)
-    except OSError as exc:
+    """Take an OS lock on `path` without waiting; None when another process (or handle) holds it.
+
+    No retries here: `locks.try_lock` retries a transient error (a scanner holding the file).
+    """
+    while True:
+        os.makedirs(extended_path(path.parent), exist_ok=True)
+        # Read-only: a lock needs no write access, and a process holding a file open for writing keeps its
+        # file system from being remounted read-only (or from being checked once it is).
+        fd = os.open(extended_path(path), os.O_RDONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        fh = os.fdopen(fd, "rb")
+        try:
+            _lock(fh, shared=shared)
+        except OSError as exc:
+            fh.close()
+            if _is_lock_contention(exc):
+                return None
+            raise
+        if _still_named_by(fh, path):
+            return FileLockHandle(fh, path)
+        # Its holder deleted the file between our open and our lock (`claim.give_back` releases a lease,
+        # then deletes it): we lock a file nobody will ever look at again, while a newcomer may lock a new
+        # file under the same name. Let go and lock whatever the name names now.
+        with contextlib.suppress(OSError):
+            _unlock(fh)
         fh.close()
-        if _is_lock_contention(exc):
-            return None
-        raise
-    return FileLockHandle(fh, path)
+
+
+def _still_named_by(fh: IO[bytes], path: Path) -> bool:
+    """True when `path` still names the file `fh` has open.
+
+    POSIX deletes an open file's name at once. Windows cannot delete a file that a handle without delete
+    sharing has open (Python's open() gives none), so there the name always still names our file.
+    """
+    if IS_WINDOWS:
+        return True
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fh.fileno())
+    return (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev)
 
 
 def _is_lock_contention(exc: OSError) -> bool:

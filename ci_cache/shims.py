@@ -33,7 +33,7 @@ def writer_locks(store: Store, tools: Sequence[CacheTool]) -> list[tuple[Path, s
 
 
 def install(bin_dir: Path, commands: Sequence[str], *, windows: bool) -> None:
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    fsops.makedirs(bin_dir)
     for command in commands:
         if windows:
             _install_exe(bin_dir, command)
@@ -45,8 +45,7 @@ def install(bin_dir: Path, commands: Sequence[str], *, windows: bool) -> None:
                 '-- "$@"\n'
             )
             target = bin_dir / command
-            fsops.write_atomic(target, script.encode())
-            os.chmod(target, 0o755)
+            fsops.write_atomic(target, script.encode(), mode=0o755)
 
 
 def _install_exe(bin_dir: Path, command: str) -> None:

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci_cache import fsops
-from ci_cache.errors import StoreError
+from ci_cache import faults, fsops, log
 
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -74,22 +73,40 @@ class Store:
     def gc_stamp(self) -> Path:
         return self.root / "gc.stamp"
 
-    def ensure(self) -> None:
-        """Create the root skeleton, or say clearly why it cannot be."""
+    @property
+    def layout_file(self) -> Path:
+        """The root's layout version and the ci-cache that wrote it (`rootlayout`)."""
+        return self.root / "layout.json"
+
+    @property
+    def layout_lock(self) -> Path:
+        """Held shared by every process using the root, exclusive by a migration (`rootlayout`)."""
+        return self.root / "layout.lock"
+
+    def ensure(self, *, probe: bool = True) -> None:
+        """Create the root skeleton and prove it writable, or say what really stops it (a full disk, a
+        read-only file system, a permission, a file in the way) and what to do.
+
+        The probe file proves the write; deleting it is only tidying. When a scanner or another process
+        holds it, it stays for gc (a temp name) rather than making the job wait or run unprotected.
+        `probe=False`: the caller's own first writes prove it, and say what stops them just as clearly.
+        """
         try:
             for folder in (self.root, self.shared_dir, self.jobs_dir):
-                folder.mkdir(parents=True, exist_ok=True)
+                fsops.makedirs(folder)
             tag = self.root / "CACHEDIR.TAG"
             if not tag.exists():
                 fsops.write_atomic(tag, CACHEDIR_TAG.encode())
-            probe = fsops.temp_sibling(self.jobs_dir / "probe")
-            probe.write_bytes(b"")
-            os.unlink(probe)
+            if not probe:
+                return
+            probe_file = fsops.temp_sibling(self.jobs_dir / "probe")
+            fsops.write_new(probe_file, b"ci-cache probe\n")
         except OSError as exc:
-            raise StoreError(
-                f"the ci-cache root {self.root} is not usable: {exc.strerror or exc}",
-                hint="set `root:` in ci-cache.yml or CI_CACHE_ROOT to a writable folder with free space",
-            ) from exc
+            raise faults.store_error(exc, self.root, f"the ci-cache root {self.root} is not usable") from exc
+        try:
+            fsops.discard(probe_file)
+        except OSError as exc:
+            log.info(f"could not delete the probe file {probe_file} ({exc.strerror or exc}); gc deletes it later")
 
     def job_keys(self) -> list[str]:
         """Every job that has a record, a lease or a dir."""

@@ -6,7 +6,7 @@ import argparse
 import json
 from collections.abc import Mapping
 
-from ci_cache import gc, log
+from ci_cache import gc, log, rootlayout
 from ci_cache.commands import options
 from ci_cache.store import Store
 
@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     cfg = options.load_config(args, env).config
-    report = gc.collect(Store(options.resolve_root(cfg, env)), grace=cfg.gc.grace)
+    store = Store(options.resolve_root(cfg, env))
+    with rootlayout.holding(store, timeout=cfg.lock_timeout):
+        report = gc.collect(store, grace=cfg.gc.grace)
     if args.json:
         print(json.dumps(report.__dict__, indent=2))
     else:

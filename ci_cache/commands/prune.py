@@ -6,7 +6,7 @@ import argparse
 import json
 from collections.abc import Mapping
 
-from ci_cache import prune
+from ci_cache import prune, rootlayout
 from ci_cache.commands import options
 from ci_cache.store import Store
 from ci_cache.tools import from_config
@@ -25,8 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     cfg = options.load_config(args, env).config
     bounds = cfg.prune
-    reports = prune.prune_store(Store(options.resolve_root(cfg, env)), from_config(cfg), max_size=bounds.max_size,
-                                max_age=bounds.max_age, ci=bounds.uv_ci, env=env, lock_timeout=cfg.lock_timeout)
+    store = Store(options.resolve_root(cfg, env))
+    with rootlayout.holding(store, timeout=cfg.lock_timeout):
+        reports = prune.prune_store(store, from_config(cfg), max_size=bounds.max_size, max_age=bounds.max_age,
+                                    ci=bounds.uv_ci, env=env, lock_timeout=cfg.lock_timeout)
     if args.json:
         print(json.dumps([r.__dict__ for r in reports], indent=2))
     for report in reports:

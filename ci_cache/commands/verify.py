@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from ci_cache import log, verify
+from ci_cache import log, rootlayout, verify
 from ci_cache.commands import options
 from ci_cache.errors import VerifyFailed
 from ci_cache.store import Store
@@ -28,11 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     cfg = options.load_config(args, env).config
-    cache = Path(args.path) if args.path else Store(options.resolve_root(cfg, env)).shared_cache("uv")
+    store = Store(options.resolve_root(cfg, env))
+    cache = Path(args.path) if args.path else store.shared_cache("uv")
     uv = BUILTINS["uv"]()
     report = verify.check(uv, cache, grace=cfg.gc.grace)
     if args.fix:
-        removed = verify.fix(report)
+        # Repairing the root's own cache writes to the root: only at a layout this ci-cache knows.
+        with rootlayout.holding(store, timeout=cfg.lock_timeout) if not args.path else contextlib.nullcontext():
+            removed = verify.fix(report)
         log.info(f"verify --fix: removed {removed} broken or leftover item(s)")
         report = verify.check(uv, cache, grace=cfg.gc.grace)
     if args.json:

@@ -10,7 +10,7 @@ import secrets
 import time
 from pathlib import Path
 
-from ci_cache import gc, log, osapi
+from ci_cache import faults, fsops, gc, log, osapi, rootlayout
 from ci_cache.errors import CiCacheError, UsageError
 from ci_cache.job import bound, claim, env, merge, owner, record, release, seed
 from ci_cache.job.context import NO_TOKEN, TOKEN_VAR, Allocation, Context, FinishResult, effective_mode
@@ -30,21 +30,27 @@ def setup(ctx: Context, *, in_process: bool) -> Allocation:
     if mode == "off":
         alloc.env[TOKEN_VAR] = NO_TOKEN
         return alloc
-    store.ensure()
-    _gc_on_setup(ctx)
-    token = secrets.token_hex(16)
-    holder_pid = claim.claim(ctx, alloc, in_process=in_process)
+    layout_hold = rootlayout.open_root(store, timeout=ctx.config.lock_timeout)
     try:
-        claim.clear_dead_attempt(ctx, alloc)
-        alloc.job_dir.mkdir(parents=True)
-        record.write(ctx, alloc, status="seeding", extra={"holder_pid": holder_pid, "token": token})
-        tools = from_config(ctx.config)
-        seed.allocate(ctx, alloc, tools)
-        env.export(ctx, alloc, tools, token=token, in_process=in_process)
-        record.write(ctx, alloc, status="ready")
-    except BaseException:
-        claim.undo(ctx, alloc, holder_pid)
-        raise
+        _gc_on_setup(ctx)
+        token = secrets.token_hex(16)
+        holder_pid = claim.claim(ctx, alloc, in_process=in_process, layout_hold=layout_hold)
+        try:
+            claim.clear_dead_attempt(ctx, alloc)
+            fsops.mkdir(alloc.job_dir)
+            record.write(ctx, alloc, status="seeding", extra={"holder_pid": holder_pid, "token": token})
+            tools = from_config(ctx.config)
+            seed.allocate(ctx, alloc, tools)
+            env.export(ctx, alloc, tools, token=token, in_process=in_process)
+            record.write(ctx, alloc, status="ready")
+        except BaseException:
+            claim.undo(ctx, alloc, holder_pid)
+            raise
+    except OSError as exc:
+        raise faults.store_error(exc, ctx.root, f"setting up job {alloc.job!r} under {ctx.root} failed") from exc
+    finally:
+        if alloc.lease is None:
+            layout_hold.release()  # the lease holder holds it now (or nothing does: the setup failed)
     return alloc
 
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ci_cache import locks, log
+from ci_cache import faults, locks, log
 from ci_cache.errors import CiCacheError, StoreError
 from ci_cache.job.context import Context, FinishResult
 from ci_cache.tools import from_config
@@ -44,11 +44,12 @@ def merge_all(ctx: Context, result: FinishResult, caches: Mapping[str, str]) -> 
             with lock:
                 result.merged[tool.name] = tool.merge(request).as_dict()
         except (OSError, CiCacheError) as exc:
+            fault = faults.explain(exc, ctx.root)
             if ctx.strict:
-                raise StoreError(f"merging the {tool.name} cache failed: {exc}",
-                                 hint="the shared cache is unchanged apart from whole entries") from exc
-            message = (f"merging the {tool.name} cache failed ({exc}); the shared cache keeps only whole "
-                       "entries, the job's result is unaffected")
+                raise StoreError(f"merging the {tool.name} cache failed: {fault.cause}",
+                                 hint=f"{fault.hint}; the shared cache is unchanged apart from whole entries") from exc
+            message = (f"merging the {tool.name} cache failed: {fault.cause} ({fault.hint}); the shared cache "
+                       "keeps only whole entries, the job's result is unaffected")
             log.warn(message)
             result.warnings.append(message)
             result.merged[tool.name] = {"failed": str(exc)}

@@ -7,6 +7,7 @@ import socket
 import time
 from typing import Any
 
+from ci_cache import faults
 from ci_cache.job.context import Allocation, Context
 
 
@@ -33,4 +34,8 @@ def write(ctx: Context, alloc: Allocation, *, status: str, extra: dict[str, Any]
         "phases": alloc.phases,
         "warnings": alloc.warnings,
     })
-    ctx.store.write_record(alloc.key, record)
+    try:
+        ctx.store.write_record(alloc.key, record)
+    except OSError as exc:
+        where = ctx.store.record(alloc.key)
+        raise faults.store_error(exc, ctx.root, f"could not write the job's record {where}") from exc

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ci_cache import fsops, keyfiles, log
+from ci_cache import faults, fsops, keyfiles, log
 from ci_cache.errors import CiCacheError, StoreError
 from ci_cache.job.context import Allocation, Context
 from ci_cache.tools.base import CacheTool, SeedRequest
@@ -26,13 +26,13 @@ def _allocate_tool(ctx: Context, alloc: Allocation, tool: CacheTool) -> None:
     link_mode = config.resolved_uv_link_mode(ctx.windows) if alloc.mode in ("isolated", "shared") else None
     if not tool.has_shared_cache:
         cache_dir = alloc.job_dir / "tmp"
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(cache_dir)
     elif alloc.mode == "isolated":
         cache_dir = alloc.job_dir / tool.name
         alloc.seeded[tool.name] = _seed(ctx, alloc, tool, cache_dir)
     else:
         cache_dir = store.shared_cache(tool.name)
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(cache_dir)
     alloc.caches[tool.name] = str(cache_dir)
     alloc.env.update(tool.env(cache_dir, windows=ctx.windows, link_mode=link_mode))
 
@@ -54,19 +54,22 @@ def _seed(ctx: Context, alloc: Allocation, tool: CacheTool, cache_dir: Path) -> 
         manifest=alloc.job_dir / f"{tool.name}.manifest.json",
     )
     if ctx.config.seed == "none":
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(cache_dir)
         fsops.write_atomic(request.manifest, b"{}")
         return {"scope": "none"}
     try:
         stats = tool.seed(request)
     except (OSError, CiCacheError) as exc:
+        fault = faults.explain(exc, ctx.root)
         if ctx.strict:
-            raise StoreError(f"seeding the {tool.name} cache failed: {exc}") from exc
-        message = f"seeding the {tool.name} cache failed ({exc}); the job starts with an empty cache"
+            raise StoreError(f"seeding the {tool.name} cache failed: {fault.cause}", hint=fault.hint) from exc
+        message = (f"seeding the {tool.name} cache failed: {fault.cause} ({fault.hint}); the job starts with an "
+                   "empty cache")
         log.warn(message)
         alloc.warnings.append(message)
+        # What was seeded goes (on a full disk, that is what frees the space for the job itself).
         fsops.rmtree(cache_dir)
-        cache_dir.mkdir(parents=True)
+        fsops.makedirs(cache_dir)
         fsops.unlink(request.manifest)
         return {"failed": str(exc)}
     return stats.as_dict()

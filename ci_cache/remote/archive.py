@@ -155,7 +155,7 @@ def unpack(src: BinaryIO, dest: Path, *, what: str, limits: Limits | None = None
     """
     limits = limits or Limits()
     top = osapi.extended_path(os.path.abspath(dest), always=True)
-    os.mkdir(top)  # fails if it exists: the caller gives a fresh temp name
+    fsops.mkdir(top)  # fails if it exists: the caller gives a fresh temp name
     try:
         return _unpack_into(src, top, what, limits)
     except BaseException:
@@ -182,13 +182,13 @@ def _unpack_into(src: BinaryIO, top: str, what: str, limits: Limits) -> Packed:
                 path = _check_name(what, member.name.rstrip("/"), limits)
                 target = os.path.join(top, *path.parts)
                 if member.isdir():
-                    os.makedirs(target, exist_ok=True)
+                    fsops.makedirs(Path(target))
                     packed.dirs += 1
                 elif member.isreg():
                     packed.bytes += member.size
                     if packed.bytes > limits.max_bytes:
                         raise _corrupt(what, f"unpacks to more than {limits.max_bytes} bytes")
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    fsops.makedirs(Path(target).parent)
                     _write_member(tar, member, target, what)
                     packed.files += 1
                 elif member.issym():
@@ -207,9 +207,9 @@ def _unpack_into(src: BinaryIO, top: str, what: str, limits: Limits) -> Packed:
         raise _corrupt(what, "the archive is empty")
     # Links last, so that no file is ever written through a link the archive made.
     for target, link in links:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fsops.makedirs(Path(target).parent)
         try:
-            os.symlink(link.replace("/", os.sep), target)
+            fsops.symlink(link.replace("/", os.sep), target)
         except FileExistsError as exc:
             raise _corrupt(what, f"the link {os.path.relpath(target, top)!r} appears twice") from exc
     return packed

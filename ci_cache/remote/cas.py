@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from datetime import date
 from pathlib import Path
 
-from ci_cache.errors import RemoteError
+from ci_cache import fsops
+from ci_cache.errors import RemoteError, StoreError
 from ci_cache.remote import layout
 from ci_cache.remote.layout import BlobRef, Entry
 from ci_cache.remote.objectstore import ObjectStore
@@ -60,8 +60,8 @@ class Cas:
             if digest != ref.digest:
                 raise self._corrupt(ref, "its bytes do not match its sha256")
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            with contextlib.suppress(OSError, StoreError):
+                fsops.unlink(path)
             raise
 
     async def put_entry(self, entry: Entry) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from ci_cache import fsops
 from ci_cache.errors import RemoteError
 from ci_cache.remote import layout
 from ci_cache.remote.budget import Budget
@@ -138,7 +139,7 @@ async def verify(cas: Cas, *, sample: int | None = None, concurrency: int = 16,
         async def check(digest: str) -> None:
             path = Path(tmp) / digest
             await cas.get_blob_to(referenced[digest], path)
-            path.unlink()
+            fsops.unlink(path)
 
         batch = await run_all(to_hash, check, concurrency=concurrency, budget=Budget(None, what="verify"),
                               where=cas.store.where)

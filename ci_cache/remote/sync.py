@@ -203,7 +203,7 @@ class _Puller:
             return [Pulled(e, {}) for e in take]
         if self.staging is None:
             self.staging = cache / f"{fsops.TEMP_PREFIX}pull-{os.getpid()}-{random.getrandbits(32):08x}"
-            self.staging.mkdir(parents=True)
+            fsops.makedirs(self.staging)
         staging = self.staging
         bar = self.progress("pulling", len(refs), sum(r.size for r in refs.values())) if self.progress else None
 

@@ -40,7 +40,7 @@ class GenericTool:
 
     def seed(self, request: base.SeedRequest) -> base.SeedStats:
         stats = base.SeedStats()
-        request.job.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(request.job)
         manifest: dict[str, list[int]] = {}
         link = request.link if self.seed_override is None else self.seed_override == "link"
         if self.seed_override != "none" and request.shared.is_dir():
@@ -48,7 +48,7 @@ class GenericTool:
                 if _skip(rel) or entry.is_symlink():
                     continue
                 dst = request.job / rel
-                dst.parent.mkdir(parents=True, exist_ok=True)
+                fsops.makedirs(dst.parent)
                 linked = fsops.link_or_copy(Path(entry.path), dst, link=link)
                 st = os.stat(dst)
                 manifest[rel] = [st.st_size, st.st_mtime_ns]
@@ -74,7 +74,7 @@ class GenericTool:
             if dst.exists():
                 stats.kept_existing += 1
                 continue
-            dst.parent.mkdir(parents=True, exist_ok=True)
+            fsops.makedirs(dst.parent)
             if fsops.put_file(Path(entry.path), dst, overwrite=False):
                 stats.files += 1
                 stats.entries += 1
@@ -121,7 +121,7 @@ class TempTool:
         return dict.fromkeys(("TEMP", "TMP", "TMPDIR"), str(cache_dir))
 
     def seed(self, request: base.SeedRequest) -> base.SeedStats:
-        request.job.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(request.job)
         return base.SeedStats(scope="none")
 
     def merge(self, request: base.MergeRequest) -> base.MergeStats:

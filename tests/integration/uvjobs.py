@@ -27,10 +27,11 @@ class Lab:
 
     tmp: Path
     url: str
+    root_at: Path | None = None  # a root elsewhere (on a small mount, say); default: <tmp>/root
 
     @property
     def root(self) -> Path:
-        return self.tmp / "root"
+        return self.root_at or self.tmp / "root"
 
     @property
     def shared_uv(self) -> Path:
@@ -110,3 +111,12 @@ def offline_install(lab: Lab, packages: Sequence[str], cache: Path) -> subproces
     modules = ",".join(p.replace("-", "_").split("=")[0] for p in packages)
     return subprocess.run([str(venv_python(venv)), "-c", f"import {modules}"], capture_output=True, text=True,
                           check=False)
+
+
+def alloc_env(base: dict[str, str], alloc: dict[str, Any]) -> dict[str, str]:
+    """The env of a job's later steps, from `setup --format json`: its variables, and its PATH dirs first."""
+    env = {**base, **alloc.get("env", {})}
+    prepend = alloc.get("path_prepend") or []
+    if prepend:
+        env["PATH"] = os.pathsep.join([*prepend, env.get("PATH", "")])
+    return env

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import config, fsops, job, osapi, prune
+from ci_cache import config, faults, fsops, job, osapi, prune
 from ci_cache.errors import JobBusy, StoreError, UsageError
 from ci_cache.job import bound, claim, context, env, merge, record, release, seed
 from ci_cache.providers import JobIdentity
@@ -165,8 +165,13 @@ def test_a_failed_seed_starts_the_job_cold_with_a_warning_or_fails_it_when_stric
     alloc = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode="isolated")
     seed.allocate(ctx, alloc, [GenericTool("pip", {"PIP_CACHE_DIR": "{dir}"})])
     assert "No space left" in alloc.seeded["pip"]["failed"]
-    assert alloc.warnings == [f"seeding the pip cache failed ({alloc.seeded['pip']['failed']}); the job starts "
-                              "with an empty cache"]
+    # The cause names the full disk (with its free space now, which other processes change) and the remedy.
+    (warning,) = alloc.warnings
+    fault = faults.explain(OSError(28, "No space left on device"), ctx.root)
+    assert fault.full
+    assert warning.startswith(f"seeding the pip cache failed: the disk holding the ci-cache root {ctx.root} is "
+                              "full (No space left on device: ")
+    assert warning.endswith(f" ({fault.hint}); the job starts with an empty cache")
     assert list(Path(alloc.caches["pip"]).iterdir()) == []
     strict = replace(ctx, config=ctx.config.model_copy(update={"strict": True}))
     with pytest.raises(StoreError, match="seeding the pip cache failed"):

@@ -45,7 +45,7 @@ def probe(uv: str, env: Mapping[str, str]) -> Buckets | None:
         cache = Path(tmp) / "cache"
         for family in FAMILIES:
             for version in range(_PROBE_VERSIONS):
-                (cache / f"{family}-v{version}").mkdir(parents=True)
+                fsops.makedirs(cache / f"{family}-v{version}")
         run_env = {k: v for k, v in env.items() if not k.startswith("UV_")}
         run_env.update(UV_CACHE_DIR=str(cache), UV_NO_CONFIG="1", UV_NO_PROGRESS="1")
         try:
@@ -80,6 +80,6 @@ def current(cache: Path, env: Mapping[str, str]) -> Buckets | None:
         pass
     found = probe(uv, env)
     if found is not None:
-        memo.parent.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(memo.parent)
         fsops.write_atomic(memo, json.dumps({"uv": key, "buckets": asdict(found)}).encode())
     return found

@@ -157,8 +157,8 @@ def retarget_tree_links(top: Path, old_root: Path, new_root: Path) -> None:
             text = os.readlink(entry.path)
             new = retarget(text, old_root, new_root)
             if new != text:
-                os.unlink(entry.path)
-                os.symlink(new, entry.path)
+                fsops.unlink(Path(entry.path))
+                fsops.symlink(new, entry.path)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ def hold_root_lock(cache: Path, *, exclusive: bool = False, timeout: float | Non
                    purpose: str = "uv's cache lock; a `uv cache clean` or `prune` is running") -> osapi.FileLockHandle:
     """uv's own `<cache>/.lock`. Held shared, a concurrent `uv cache prune`/`clean` waits for us; held
     exclusive, no uv command runs on the cache meanwhile. `timeout` defaults to UV_LOCK_TIMEOUT."""
-    cache.mkdir(parents=True, exist_ok=True)
+    fsops.makedirs(cache)
     handle, _ = locks.acquire(cache / ROOT_LOCK, timeout=UV_LOCK_TIMEOUT if timeout is None else timeout,
                               shared=not exclusive, purpose=purpose)
     return handle

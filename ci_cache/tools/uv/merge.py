@@ -43,7 +43,7 @@ class Merger:
         job, shared = self.req.job, self.req.shared
         if not job.is_dir():
             return self.stats
-        shared.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(shared)
         with hold_root_lock(shared):
             for bucket in sorted(os.listdir(job)):
                 kind = bucket_kind(bucket)
@@ -74,7 +74,7 @@ class Merger:
                 if fsops.is_lock_or_temp(entry.name) or self.manifest.unchanged(full_rel, entry.stat()):
                     continue
                 target = store / full_rel
-                target.parent.mkdir(parents=True, exist_ok=True)
+                fsops.makedirs(target.parent)
                 self._put(Path(entry.path), target)
             _keep_newest(store / bucket, MAX_INTERPRETERS)
 
@@ -101,7 +101,7 @@ class Merger:
             if archive is None or not self._ensure_archive(archive):
                 self.stats.skipped += 1
                 return
-        target_dir.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(target_dir)
         # The pointer goes last: uv only trusts a group whose pointer exists.
         for name in (f"{key}.msgpack", key, pointer):
             if name in names:
@@ -184,7 +184,7 @@ class Merger:
                 except FileNotFoundError:
                     target_mtime = -1
                 if st.st_mtime_ns > target_mtime:
-                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    fsops.makedirs(dst.parent)
                     try:
                         self._put(src, dst)
                     except StoreError:
@@ -202,7 +202,7 @@ class Merger:
             if not src_top.is_dir() or src_top.is_symlink():
                 dst = self.req.shared / bucket / top
                 if not os.path.lexists(dst):
-                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    fsops.makedirs(dst.parent)
                     self._put(src_top, dst)
                 continue
             for entry in sorted(os.listdir(src_top)):
@@ -213,7 +213,7 @@ class Merger:
     def _add_whole(self, src: Path, dst: Path) -> None:
         if os.path.lexists(dst):
             return
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(dst.parent)
         if not src.is_dir() or src.is_symlink():
             self._put(src, dst)
             return

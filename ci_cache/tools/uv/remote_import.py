@@ -116,7 +116,7 @@ def put_link(target: Path, text: str) -> None:
         return
     tmp = fsops.temp_sibling(target)
     try:
-        os.symlink(text, tmp)
+        fsops.symlink(text, tmp)
         fsops.replace(tmp, target)
     finally:
         if os.path.lexists(tmp):
@@ -133,7 +133,7 @@ class Installer:
         self.archives: dict[str, bool] = {}
 
     def run(self, pulled: Sequence[Pulled]) -> ImportStats:
-        self.cache.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(self.cache)
         builds: dict[str, list[Pulled]] = defaultdict(list)
         with hold_root_lock(self.cache):
             for item in pulled:
@@ -163,7 +163,7 @@ class Installer:
         target = self.cache / ARCHIVE_BUCKET / ident
         ok = target.is_dir()
         if not ok and blob is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            fsops.makedirs(target.parent)
             tmp = fsops.temp_sibling(target)
             try:
                 with open(blob, "rb") as fh:
@@ -198,7 +198,7 @@ class Installer:
         if not self._archive(ident, item.blobs.get("archive"), f"{item.entry.namespace}/{item.entry.key}"):
             self._skip(item, "its archive could not be installed")
             return
-        folder.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(folder)
         if "msgpack" in files:
             self._put(folder / f"{group}.msgpack", files["msgpack"])
         put_link(folder / group, link_text(folder_rel, ident))
@@ -231,11 +231,11 @@ class Installer:
             for item in good:
                 self._skip(item, f"{rel}/{revision} is there without its pointer (being written?)")
             return
-        version.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(version)
         tmp = fsops.temp_sibling(target)
         installed: list[Pulled] = []
         try:
-            os.mkdir(tmp)
+            fsops.mkdir(tmp)
             for item in good:
                 meta = item.entry.meta
                 where = f"{item.entry.namespace}/{item.entry.key}"
@@ -244,7 +244,7 @@ class Installer:
                     continue
                 shard = meta.get("shard", "")
                 folder = tmp / shard if shard else tmp
-                folder.mkdir(exist_ok=True)
+                fsops.makedirs(folder)
                 if os.path.lexists(folder / meta["link"]):
                     continue  # the same build from two agents
                 if "metadata" in item.entry.files and not (folder / "metadata.msgpack").exists():
@@ -279,14 +279,14 @@ class Installer:
             data = item.blobs["listing"].read_bytes()
         else:
             raise EntryProblem("no listing in it")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(target.parent)
         try:
             self._put(target, data)
         except StoreError:
             self._skip(item, "the local listing is held open; kept")
             return
-        with contextlib.suppress(OSError):
-            os.utime(target, ns=(meta["mtime_ns"], meta["mtime_ns"]))
+        with contextlib.suppress(OSError, StoreError):
+            fsops.touch(target, ns=(meta["mtime_ns"], meta["mtime_ns"]))
         self.stats.entries += 1
         self.stats.installed.append((item.entry.namespace, item.entry.key))
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ci_cache import fsops, log, osapi
+from ci_cache.errors import CiCacheError
 from ci_cache.keyfiles import normalize
 from ci_cache.tools.base import SeedRequest, SeedStats
 from ci_cache.tools.uv.layout import (
@@ -36,7 +37,7 @@ class Seeder:
 
     def run(self) -> SeedStats:
         shared, job = self.req.shared, self.req.job
-        job.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(job)
         if not shared.is_dir():
             self.manifest.save(self.req.manifest)
             return self.stats
@@ -59,7 +60,7 @@ class Seeder:
         for rel, entry in fsops.walk_files(store):
             if bucket_kind(rel.split("/", 1)[0]) == "interpreter" and not fsops.is_lock_or_temp(entry.name):
                 target = self.req.job / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
+                fsops.makedirs(target.parent)
                 self._copy_now(Path(entry.path), target, rel)
 
     def _seed_everything(self, buckets: list[str]) -> None:
@@ -97,7 +98,7 @@ class Seeder:
             src = self.req.shared / bucket / rel
             if src.is_dir():
                 dst = self.req.job / bucket / rel
-                dst.mkdir(parents=True, exist_ok=True)
+                fsops.makedirs(dst)
                 self._copy_meta(src, dst, f"{bucket}/{rel}", kind)
 
     def _seed_named_index(self, bucket: str, names: set[str], *, include_unnamed: bool) -> None:
@@ -113,12 +114,12 @@ class Seeder:
                 src = folder / f"{name}.rkyv"
                 if src.exists():
                     dst = self.req.job / bucket / rel / src.name
-                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    fsops.makedirs(dst.parent)
                     self._copy_file(src, dst, f"{bucket}/{rel}/{src.name}")
 
     def _copy_meta(self, src: Path, dst: Path, rel: str, kind: str) -> None:
         """Copy a metadata tree and recreate its links; collect the archives the links name."""
-        dst.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(dst)
         with os.scandir(src) as it:
             entries = list(it)
         for entry in entries:
@@ -132,7 +133,7 @@ class Seeder:
                 if archive:
                     self.archives_wanted.add(archive)
                 if not os.path.lexists(target):
-                    os.symlink(retarget(os.readlink(entry.path), self.req.shared, self.req.job), target)
+                    fsops.symlink(retarget(os.readlink(entry.path), self.req.shared, self.req.job), target)
             elif entry.is_dir(follow_symlinks=False):
                 self._copy_meta(Path(entry.path), target, child_rel, kind)
             else:
@@ -163,7 +164,7 @@ class Seeder:
     def _seed_archives(self, ids: Iterable[str]) -> None:
         archive_src = self.req.shared / ARCHIVE_BUCKET
         archive_dst = self.req.job / ARCHIVE_BUCKET
-        archive_dst.mkdir(parents=True, exist_ok=True)
+        fsops.makedirs(archive_dst)
         todo = [a for a in sorted(ids) if a not in self.manifest.archives and (archive_src / a).is_dir()
                 and not (archive_dst / a).exists()]
         count = self._link_archives(todo, archive_src, archive_dst)
@@ -177,8 +178,8 @@ class Seeder:
             # The job named what it needs (key files): the archive's folder mtime records this use,
             # for `ci-cache prune`'s LRU order. A full seed says nothing about use.
             for archive in todo:
-                with contextlib.suppress(OSError):
-                    os.utime(archive_src / archive)
+                with contextlib.suppress(OSError, CiCacheError):
+                    fsops.touch(archive_src / archive)
 
     def _link_archives(self, todo: list[str], archive_src: Path, archive_dst: Path) -> fsops.TreeCount:
         """Link the archives in bulk with `cp -al` where the system has it, copying the metadata
