@@ -2,30 +2,26 @@
 
 `run` holds the lease itself. `setup` returns before the job's commands run, so it starts a small
 detached holder process that keeps the lease until `finish` stops it, or until the lease's time to
-live runs out.
+live runs out. The holder is `oslock` run alone (`python -I -S`), which imports nothing but what holding
+an OS lock needs.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ci_cache import faults, locks, osapi
+from ci_cache import faults, fsops, locks, osapi, oslock
 from ci_cache.errors import StoreError
 
 # Env vars by which CI systems find and kill a step's leftover processes. The holder must outlive the
 # setup step (Jenkins kills a `sh` step's children when the step ends), so it does not carry them.
 _PROCESS_TRACKING_VARS = ("JENKINS_NODE_COOKIE", "BUILD_ID", "JENKINS_SERVER_COOKIE", "RUNNER_TRACKING_ID")
 
-READY = b"ready\n"
-BUSY = b"busy\n"
-FAILED = b"failed "
 HANDOVER_QUIET_SECONDS = 5.0
-HOLDER_POLL_SECONDS = 5.0
 
 
 def is_held(lease_path: Path) -> bool:
@@ -53,11 +49,25 @@ def start_holder(lease_path: Path, ttl: float, env: Mapping[str, str], *, also_s
 
     Raises LeaseTaken when another process holds the lease already: the holder's own non-blocking lock
     is the one place that decides, so of two setups started at the same instant exactly one gets it.
-    `also_shared`: locks the holder also holds shared for the job's life (the root's layout lock).
+    `also_shared`: locks the holder also holds shared for the job's life (the root's layout lock). A holder
+    that fails on a transient error (a scanner holding a lock file) is started again, as fsops retries any
+    other file operation.
     """
+    try:
+        return fsops.with_retry(lambda: _start_once(lease_path, ttl, env, also_shared),
+                                f"start the lease holder for {lease_path}")
+    except OSError as exc:
+        fault = faults.explain(exc, lease_path.parent.parent)  # <root>/jobs/<key>.lease
+        raise StoreError(f"could not start the lease holder for {lease_path}: {fault.cause}", hint=fault.hint) from exc
+
+
+def _start_once(lease_path: Path, ttl: float, env: Mapping[str, str], also_shared: Sequence[Path]) -> int:
+    """One holder: its pid once it holds the lease; LeaseTaken, or the OSError it met (errno and winerror)."""
     child_env = {k: v for k, v in env.items() if k not in _PROCESS_TRACKING_VARS}
+    # -I -S: no site, no user site, no PYTHON* variables; oslock imports nothing of ci-cache.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ci_cache.lease", str(lease_path), str(ttl), *map(str, also_shared)],
+        [sys.executable, "-I", "-S", oslock.__file__, oslock.HOLDER_TAG, str(lease_path), str(ttl),
+         *map(str, also_shared)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -67,18 +77,18 @@ def start_holder(lease_path: Path, ttl: float, env: Mapping[str, str], *, also_s
     assert proc.stdout is not None
     line = proc.stdout.readline()
     proc.stdout.close()
-    if line == BUSY:
+    if line == oslock.BUSY:
         proc.wait()
         raise LeaseTaken(str(lease_path))
-    if line != READY:
+    if line != oslock.READY:
         proc.kill()
         proc.wait()
-        if line.startswith(FAILED):
+        if line.startswith(oslock.FAILED):
             # The holder could not open or lock its files: say why (a full disk, a file in the way, ...).
-            code, _, text = line[len(FAILED):].decode(errors="replace").strip().partition(" ")
-            error = OSError(int(code) if code.isdigit() else 0, text or "unknown error", str(lease_path))
-            fault = faults.explain(error, lease_path.parent.parent)  # <root>/jobs/<key>.lease
-            raise StoreError(f"could not start the lease holder for {lease_path}: {fault.cause}", hint=fault.hint)
+            words = line[len(oslock.FAILED):].decode(errors="replace").strip().split(" ", 2)
+            code, winerror, text = [*words, "", ""][:3]
+            raise OSError(int(code) if code.isdigit() else 0, text or "unknown error", str(lease_path),
+                          int(winerror) if winerror.isdigit() and int(winerror) else None)
         raise StoreError(f"could not start the lease holder for {lease_path} (it exited without a word)",
                          hint="run `ci-cache doctor` to check the root")
     return int(proc.pid)
@@ -96,41 +106,3 @@ def stop_holder(pid: int | None, lease_path: Path, *, timeout: float) -> osapi.F
             return handle
         time.sleep(0.02)
     return take(lease_path, timeout=timeout)
-
-
-def _hold(lease_path: Path, ttl: float, also_shared: Sequence[Path]) -> int:
-    out = sys.stdout.buffer
-    try:
-        companions = [_shared(path) for path in also_shared]
-        handle = locks.try_lock(lease_path)
-    except (OSError, StoreError) as exc:  # StoreError: a file held past the retries
-        words = f"{exc.errno or 0} {exc.strerror or exc}" if isinstance(exc, OSError) else f"0 {exc}"
-        out.write(FAILED + words.replace("\n", " ").encode() + b"\n")
-        out.flush()
-        return 1
-    if handle is None:
-        out.write(BUSY)
-        out.flush()
-        return 1
-    for companion in companions:
-        handle.hold_also(companion)
-    out.write(READY)
-    out.flush()
-    os.close(1)
-    deadline = time.monotonic() + ttl
-    # Also stop when the lease file is gone: its root was deleted, so nobody will ever finish the job.
-    while time.monotonic() < deadline and lease_path.exists():
-        time.sleep(min(HOLDER_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-    handle.release()
-    return 0
-
-
-def _shared(path: Path) -> osapi.FileLockHandle:
-    handle = locks.try_lock(path, shared=True)
-    if handle is None:  # setup holds it shared: only a migration's exclusive hold could be in the way
-        raise OSError(0, f"{path} is held exclusive (a migration of the root is running)")
-    return handle
-
-
-if __name__ == "__main__":
-    sys.exit(_hold(Path(sys.argv[1]), float(sys.argv[2]), [Path(p) for p in sys.argv[3:]]))

@@ -5,24 +5,27 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
 
-IS_WINDOWS = sys.platform == "win32"
+# The primitives the lease holder runs alone, with nothing but the standard library (`oslock`'s docstring).
+from ci_cache.oslock import (
+    IS_WINDOWS,
+    MAX_PATH,
+    TRANSIENT_WINERRORS,
+    WINERROR_ACCESS_DENIED,
+    WINERROR_LOCK_VIOLATION,
+    WINERROR_SHARING_VIOLATION,
+    FileLockHandle,
+    extended_path,
+    try_lock,
+)
 
-# Windows error codes that mean "someone else has this file open right now".
-WINERROR_ACCESS_DENIED = 5
-WINERROR_SHARING_VIOLATION = 32
-WINERROR_LOCK_VIOLATION = 33
-TRANSIENT_WINERRORS = frozenset({WINERROR_ACCESS_DENIED, WINERROR_SHARING_VIOLATION, WINERROR_LOCK_VIOLATION})
-
-# Windows' MAX_PATH, counting the terminating NUL.
-MAX_PATH = 260
+__all__ = ["IS_WINDOWS", "MAX_PATH", "TRANSIENT_WINERRORS", "WINERROR_ACCESS_DENIED", "WINERROR_LOCK_VIOLATION",
+           "WINERROR_SHARING_VIOLATION", "FileLockHandle", "extended_path", "try_lock"]
 
 
 def default_root(env: Mapping[str, str], home: Path) -> Path:
@@ -34,20 +37,13 @@ def default_root(env: Mapping[str, str], home: Path) -> Path:
     return Path(xdg) / "ci-cache" if xdg else home / ".cache" / "ci-cache"
 
 
-def extended_path(path: Path | str, *, always: bool = False) -> str:
-    """The form of a path that the OS accepts at any length.
+def hostname() -> str:
+    """This machine's name, as `socket.gethostname()` says it, without importing socket on POSIX."""
+    if IS_WINDOWS:
+        import socket
 
-    On Windows, paths over MAX_PATH need the `\\\\?\\` prefix, which also turns off `.`/`..`
-    processing, so the path is made absolute first. POSIX has no such limit. `always`: prefix short
-    paths too (the top of a tree walk, whose entries may be long).
-    """
-    text = os.fspath(path)
-    if not IS_WINDOWS or text.startswith("\\\\?\\") or (len(text) < MAX_PATH - 12 and not always):
-        return text
-    text = os.path.abspath(text)
-    if text.startswith("\\\\"):
-        return "\\\\?\\UNC\\" + text[2:]
-    return "\\\\?\\" + text
+        return socket.gethostname()
+    return os.uname().nodename
 
 
 def is_transient_error(exc: OSError) -> bool:
@@ -77,147 +73,6 @@ def is_link_or_junction(path: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------
-# File locks. POSIX: flock (what uv uses, so our shared hold on uv's `.lock` really conflicts with
-# `uv cache clean`). Windows: LockFileEx on the first byte range, also what uv uses.
-
-
-class FileLockHandle:
-    """An open lock file holding an OS lock; closing it (or the process dying) releases the lock."""
-
-    def __init__(self, fh: IO[bytes], path: Path) -> None:
-        self._fh = fh
-        self.path = path
-        self._companions: list[FileLockHandle] = []
-
-    def hold_also(self, other: FileLockHandle) -> None:
-        """Release `other` together with this one (the root's layout hold goes with a job's lease)."""
-        self._companions.append(other)
-
-    def release(self) -> None:
-        companions, self._companions = self._companions, []
-        for other in companions:
-            other.release()
-        if self._fh.closed:
-            return
-        with contextlib.suppress(OSError):
-            _unlock(self._fh)
-        self._fh.close()
-
-    def __enter__(self) -> FileLockHandle:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.release()
-
-
-def try_lock(path: Path, *, shared: bool = False) -> FileLockHandle | None:
-    """Take an OS lock on `path` without waiting; None when another process (or handle) holds it.
-
-    No retries here: `locks.try_lock` retries a transient error (a scanner holding the file).
-    """
-    while True:
-        os.makedirs(extended_path(path.parent), exist_ok=True)
-        # Read-only: a lock needs no write access, and a process holding a file open for writing keeps its
-        # file system from being remounted read-only (or from being checked once it is).
-        fd = os.open(extended_path(path), os.O_RDONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
-        fh = os.fdopen(fd, "rb")
-        try:
-            _lock(fh, shared=shared)
-        except OSError as exc:
-            fh.close()
-            if _is_lock_contention(exc):
-                return None
-            raise
-        if _still_named_by(fh, path):
-            return FileLockHandle(fh, path)
-        # Its holder deleted the file between our open and our lock (`claim.give_back` releases a lease,
-        # then deletes it): we lock a file nobody will ever look at again, while a newcomer may lock a new
-        # file under the same name. Let go and lock whatever the name names now.
-        with contextlib.suppress(OSError):
-            _unlock(fh)
-        fh.close()
-
-
-def _still_named_by(fh: IO[bytes], path: Path) -> bool:
-    """True when `path` still names the file `fh` has open.
-
-    POSIX deletes an open file's name at once. Windows cannot delete a file that a handle without delete
-    sharing has open (Python's open() gives none), so there the name always still names our file.
-    """
-    if IS_WINDOWS:
-        return True
-    try:
-        named = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fh.fileno())
-    return (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev)
-
-
-def _is_lock_contention(exc: OSError) -> bool:
-    if IS_WINDOWS:
-        return getattr(exc, "winerror", None) in (WINERROR_LOCK_VIOLATION, WINERROR_SHARING_VIOLATION, 5)
-    return exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
-
-
-if sys.platform == "win32":
-    import ctypes
-    import msvcrt
-    from ctypes import wintypes
-
-    _LOCKFILE_FAIL_IMMEDIATELY = 0x1
-    _LOCKFILE_EXCLUSIVE_LOCK = 0x2
-
-    class _Overlapped(ctypes.Structure):
-        _fields_ = (
-            ("Internal", ctypes.c_void_p),
-            ("InternalHigh", ctypes.c_void_p),
-            ("Offset", wintypes.DWORD),
-            ("OffsetHigh", wintypes.DWORD),
-            ("hEvent", wintypes.HANDLE),
-        )
-
-    _kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
-    _kernel32.LockFileEx.argtypes = (
-        wintypes.HANDLE,
-        wintypes.DWORD,
-        wintypes.DWORD,
-        wintypes.DWORD,
-        wintypes.DWORD,
-        ctypes.POINTER(_Overlapped),
-    )
-    _kernel32.UnlockFileEx.argtypes = (
-        wintypes.HANDLE,
-        wintypes.DWORD,
-        wintypes.DWORD,
-        wintypes.DWORD,
-        ctypes.POINTER(_Overlapped),
-    )
-
-    def _lock(fh: IO[bytes], *, shared: bool) -> None:
-        handle = msvcrt.get_osfhandle(fh.fileno())  # type: ignore[attr-defined]
-        flags = _LOCKFILE_FAIL_IMMEDIATELY | (0 if shared else _LOCKFILE_EXCLUSIVE_LOCK)
-        overlapped = _Overlapped()
-        if not _kernel32.LockFileEx(handle, flags, 0, 1, 0, ctypes.byref(overlapped)):
-            code = ctypes.get_last_error()  # type: ignore[attr-defined]
-            raise OSError(errno.EACCES, ctypes.FormatError(code), None, code)  # type: ignore[attr-defined]
-
-    def _unlock(fh: IO[bytes]) -> None:
-        handle = msvcrt.get_osfhandle(fh.fileno())  # type: ignore[attr-defined]
-        overlapped = _Overlapped()
-        _kernel32.UnlockFileEx(handle, 0, 1, 0, ctypes.byref(overlapped))
-
-else:
-    import fcntl
-
-    def _lock(fh: IO[bytes], *, shared: bool) -> None:
-        fcntl.flock(fh.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-
-    def _unlock(fh: IO[bytes]) -> None:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-# ---------------------------------------------------------------------------------------------------
 # Bulk hardlinking.
 
 # Keep each `cp` command line well under ARG_MAX.
@@ -230,16 +85,18 @@ def start_bulk_link(sources: list[str], target_dir: str) -> list[subprocess.Pope
     The caller waits for the returned processes; any non-zero exit means: redo it in Python."""
     if IS_WINDOWS or not sources:
         return None
-    cp = shutil.which("cp")
-    if cp is None:
-        return None
     procs: list[subprocess.Popen[bytes]] = []
     batch: list[str] = []
     size = 0
     for source in [*sources, None]:
         if source is None or (size + len(source) > _CP_BATCH_CHARS and batch):
-            procs.append(subprocess.Popen([cp, "-al", *batch, target_dir + os.sep], stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            try:
+                procs.append(subprocess.Popen(["cp", "-al", *batch, target_dir + os.sep], stdin=subprocess.DEVNULL,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            except FileNotFoundError:  # no `cp` on PATH
+                for proc in procs:
+                    proc.wait()
+                return None
             batch, size = [], 0
         if source is not None:
             batch.append(source)
@@ -251,16 +108,24 @@ def start_background_delete(path: Path) -> bool:
     """Delete a tree in a detached process; False where there is no `rm` to do it (Windows).
 
     `rm -rf` never follows symlinks, like fsops.rmtree."""
-    rm = None if IS_WINDOWS else shutil.which("rm")
-    if rm is None:
+    if IS_WINDOWS:
         return False
-    subprocess.Popen([rm, "-rf", "--", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, **detached_popen_kwargs())  # type: ignore[call-overload]
+    try:
+        subprocess.Popen(["rm", "-rf", "--", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, **detached_popen_kwargs())  # type: ignore[call-overload]
+    except FileNotFoundError:  # no `rm` on PATH
+        return False
     return True
 
 
 # ---------------------------------------------------------------------------------------------------
 # Processes.
+
+if sys.platform == "win32":
+    import ctypes
+    from ctypes import wintypes
+
+    _kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
 
 
 def pid_alive(pid: int) -> bool:

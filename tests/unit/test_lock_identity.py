@@ -1,5 +1,6 @@
 """A lock guards the file its name names: a lock taken on a file that was deleted (and maybe recreated)
-between the open and the lock is let go and taken again on what the name names now (osapi.try_lock).
+between the open and the lock is let go and taken again on what the name names now (osapi.try_lock, which
+is oslock's).
 
 The race: `claim.give_back` releases a lease, then deletes its file. A setup that opened the file just
 before the delete locks the deleted file once the lease is released; a third setup then creates a new
@@ -15,14 +16,14 @@ from typing import IO
 
 import pytest
 
-from ci_cache import locks, osapi
+from ci_cache import locks, osapi, oslock
 
 pytestmark = pytest.mark.skipif(osapi.IS_WINDOWS, reason="Windows cannot delete a file that is open")
 
 
 def _between_open_and_lock(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None], times: int = 1) -> list[int]:
     """Run `action` inside the first `times` lock calls, after the open: the window of the race."""
-    real = osapi._lock
+    real = oslock._lock
     calls: list[int] = []
 
     def lock(fh: IO[bytes], *, shared: bool) -> None:
@@ -31,7 +32,7 @@ def _between_open_and_lock(monkeypatch: pytest.MonkeyPatch, action: Callable[[],
             action()
         real(fh, shared=shared)
 
-    monkeypatch.setattr(osapi, "_lock", lock)
+    monkeypatch.setattr(oslock, "_lock", lock)
     return calls
 
 
@@ -50,13 +51,13 @@ def test_a_file_deleted_and_recreated_between_open_and_lock_is_locked_anew(
 
     def give_back_then_a_newcomer() -> None:
         lease.unlink()  # give_back deletes the file...
-        monkeypatch.setattr(osapi, "_lock", real_lock)  # (the newcomer's own lock is a plain one)
+        monkeypatch.setattr(oslock, "_lock", real_lock)  # (the newcomer's own lock is a plain one)
         newcomer.append(osapi.try_lock(lease))  # ...and a third setup creates and locks a new one
-        monkeypatch.setattr(osapi, "_lock", patched)
+        monkeypatch.setattr(oslock, "_lock", patched)
 
-    real_lock = osapi._lock
+    real_lock = oslock._lock
     calls = _between_open_and_lock(monkeypatch, give_back_then_a_newcomer)
-    patched = osapi._lock
+    patched = oslock._lock
     handle = osapi.try_lock(lease)
     # The newcomer holds the file the name now names, so the second try finds it taken: one winner.
     assert newcomer[0] is not None and handle is None
