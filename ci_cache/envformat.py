@@ -35,12 +35,12 @@ Contracts per format (what each output is safe for):
 from __future__ import annotations
 
 import json
+import os
 import re
-import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 from ci_cache.errors import UsageError
 
@@ -52,8 +52,7 @@ PS_SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
 _PS_QUOTE_RE = re.compile(f"([{PS_SINGLE_QUOTES}])")
 
 
-@dataclass(frozen=True)
-class EnvExport:
+class EnvExport(NamedTuple):
     """What a job's later commands need: variables to set and dirs to put first on PATH."""
 
     env: Mapping[str, str]
@@ -61,7 +60,7 @@ class EnvExport:
     windows: bool
     ci_env: Mapping[str, str]
     # The rest of what `json` (and `github`) print: setup's description of the allocation.
-    document: Mapping[str, Any] = field(default_factory=dict)
+    document: Mapping[str, Any] = MappingProxyType({})
 
 
 class EnvFormat(Protocol):
@@ -230,7 +229,7 @@ def _ci_file(export: EnvExport, var: str) -> Path:
     return Path(target)
 
 
-def github_delimiter(values: Sequence[str], token: Callable[[], str] = lambda: secrets.token_hex(16)) -> str:
+def github_delimiter(values: Sequence[str], token: Callable[[], str] = lambda: os.urandom(16).hex()) -> str:
     """A heredoc delimiter that is not a substring of any value (the runner rejects one that is)."""
     while True:
         delimiter = f"ghadelimiter_{token()}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ci_cache import fsops, osapi
 from ci_cache.errors import CiCacheError, StoreError
@@ -15,8 +15,7 @@ FREE_SPACE = ("free space there: `ci-cache prune --max-size SIZE` bounds the sha
               "reclaims dead jobs; or " + ROOT_SETTING + " on a bigger disk")
 
 
-@dataclass(frozen=True)
-class Fault:
+class Fault(NamedTuple):
     """One error of the file system, explained: `cause` names the thing that is wrong, `hint` the remedy."""
 
     cause: str

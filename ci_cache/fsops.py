@@ -10,14 +10,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import random
-import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from ci_cache import osapi
 from ci_cache.errors import StoreError
@@ -27,8 +24,7 @@ T = TypeVar("T")
 TEMP_PREFIX = ".tmp-cicache-"
 
 
-@dataclass(frozen=True)
-class RetryBudget:
+class RetryBudget(NamedTuple):
     """How long to keep retrying an operation that a sharing violation or a scanner blocks."""
 
     attempts: int = 8
@@ -58,9 +54,16 @@ def with_retry(op: Callable[[], T], what: str, budget: RetryBudget = DEFAULT_BUD
                         "exclude the ci-cache root from real-time scanning",
                     ) from exc
                 raise
-            _sleep(delay * (0.5 + random.random()))
+            _sleep(delay * (0.5 + _jitter()))
             delay = min(delay * 2, budget.max_delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _jitter() -> float:
+    """A random fraction in [0, 1), so that jobs blocked together retry apart (`random` loads only here)."""
+    import random
+
+    return random.random()
 
 
 def _p(path: Path | str) -> str:
@@ -274,7 +277,7 @@ def discard(path: Path) -> bool:
 
 def temp_sibling(target: Path) -> Path:
     """A fresh temp name in the target's own folder, so that renaming it in is atomic."""
-    return target.parent / f"{TEMP_PREFIX}{os.getpid()}-{random.getrandbits(40):010x}"
+    return target.parent / f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(5).hex()}"
 
 
 def write_atomic(target: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -301,11 +304,17 @@ def copy_file(src: Path, dst: Path) -> None:
     def op() -> None:
         s, d = _p(src), _p(dst)
         st = os.stat(s, follow_symlinks=False)
-        shutil.copyfile(s, d, follow_symlinks=False)
+        _copyfile(s, d)
         os.chmod(d, stat.S_IMODE(st.st_mode))
         os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     with_retry(op, f"copy {src} -> {dst}")
+
+
+def _copyfile(src: str, dst: str) -> None:
+    import shutil  # only where something is copied: it also loads the compression modules
+
+    shutil.copyfile(src, dst, follow_symlinks=False)
 
 
 def link_or_copy(src: Path, dst: Path, *, link: bool) -> bool:
@@ -337,13 +346,13 @@ def put_file(src: Path, dst: Path, *, overwrite: bool = True,
             unlink(tmp)
 
 
-@dataclass
 class TreeCount:
     """Files made, bytes written (copies only: a hardlink takes no space), files linked."""
 
-    files: int = 0
-    bytes: int = 0
-    linked: int = 0
+    __slots__ = ("bytes", "files", "linked")
+
+    def __init__(self, files: int = 0, bytes: int = 0, linked: int = 0) -> None:
+        self.files, self.bytes, self.linked = files, bytes, linked
 
 
 def clone_tree(src: Path, dst: Path, *, link: bool, count: TreeCount | None = None,
@@ -466,5 +475,7 @@ def disk_free(path: Path) -> int:
     probe = path
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
+    import shutil
+
     return shutil.disk_usage(_p(probe)).free
 

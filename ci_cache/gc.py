@@ -6,20 +6,20 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ci_cache import fsops, lease, log, osapi
 from ci_cache.store import Store, write_lock_of
 from ci_cache.tools.uv.layout import ROOT_LOCK
 
 
-@dataclass
 class GcReport:
-    reclaimed_jobs: list[str] = field(default_factory=list)
-    reclaimed_temp: list[str] = field(default_factory=list)
-    live_jobs: list[str] = field(default_factory=list)
-    bytes_freed: int = 0
+    def __init__(self) -> None:
+        self.reclaimed_jobs: list[str] = []
+        self.reclaimed_temp: list[str] = []
+        self.live_jobs: list[str] = []
+        self.bytes_freed = 0
 
 
 def job_age(store: Store, key: str, now: float) -> float:
@@ -98,8 +98,7 @@ def reclaim_temp_dirs(store: Store, *, grace: float, now: float) -> list[str]:
     return reclaimed
 
 
-@dataclass(frozen=True)
-class Leftover:
+class Leftover(NamedTuple):
     path: Path
     reclaimable: bool  # nobody can be writing it
 

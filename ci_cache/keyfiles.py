@@ -6,9 +6,8 @@ from __future__ import annotations
 import glob
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _TOML_NAME = re.compile(r'^\s*name\s*=\s*"([^"]+)"\s*$')
@@ -32,8 +31,7 @@ def requirement_name(text: str) -> str | None:
     return normalize(match.group(1)) if match else None
 
 
-@dataclass(frozen=True, order=True)
-class Pin:
+class Pin(NamedTuple):
     """A distribution file a job's files name by hash: a wheel, an sdist, or either (requirements files)."""
 
     name: str
@@ -41,7 +39,6 @@ class Pin:
     kind: PinKind
 
 
-@dataclass
 class Needs:
     """What one file (with the files it includes) names.
 
@@ -50,10 +47,12 @@ class Needs:
     are resolved on install; lock files are not), so their index listing matters offline.
     """
 
-    names: set[str] = field(default_factory=set)
-    pins: set[Pin] = field(default_factory=set)
-    unpinned: set[str] = field(default_factory=set)
-    resolved: set[str] = field(default_factory=set)
+    def __init__(self, names: set[str] | None = None, pins: set[Pin] | None = None,
+                 unpinned: set[str] | None = None, resolved: set[str] | None = None) -> None:
+        self.names: set[str] = set() if names is None else names
+        self.pins: set[Pin] = set() if pins is None else pins
+        self.unpinned: set[str] = set() if unpinned is None else unpinned
+        self.resolved: set[str] = set() if resolved is None else resolved
 
     def add(self, other: Needs) -> None:
         self.names |= other.names
@@ -62,8 +61,7 @@ class Needs:
         self.resolved |= other.resolved
 
 
-@dataclass(frozen=True)
-class KeyFiles:
+class KeyFiles(NamedTuple):
     files: tuple[Path, ...]
     packages: frozenset[str] | None  # None when a file could not be read for names
     pins: frozenset[Pin] = frozenset()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ci_cache.config import RetryConfig
 from ci_cache.tools import BUILTINS
@@ -31,8 +30,7 @@ SIGNATURES: tuple[tuple[str, str], ...] = (
 CACHE_COMMANDS = frozenset(command for make in BUILTINS.values() for command in make().commands)
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     attempts: int
     backoff: float
     max_backoff: float
@@ -53,6 +51,8 @@ class Policy:
 
     def delay(self, retry_number: int) -> float:
         """Exponential backoff with jitter, so that jobs that failed together retry apart."""
+        import random
+
         base = min(self.backoff * (2 ** (retry_number - 1)), self.max_backoff)
         return float(min(base * (0.5 + random.random()), self.max_backoff))
 

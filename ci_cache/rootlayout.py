@@ -21,8 +21,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ci_cache import __version__, faults, fsops, locks, osapi
 from ci_cache.errors import StoreError
@@ -34,8 +33,7 @@ LAYOUT = 1
 UPGRADE_DOC = "docs/upgrading.md"
 
 
-@dataclass(frozen=True)
-class Migration:
+class Migration(NamedTuple):
     """One step from layout `to - 1` to `to`. `compatible`: a job of the older layout that is still running
     keeps working on the migrated root, so the step need not wait for such jobs to end."""
 
@@ -55,8 +53,7 @@ MIGRATIONS: dict[int, Migration] = {
 }
 
 
-@dataclass(frozen=True)
-class Recorded:
+class Recorded(NamedTuple):
     layout: int
     written_by: str
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ci_cache import log, osapi
@@ -21,13 +19,13 @@ from ci_cache.retry import Policy
 TAIL_BYTES = 64 * 1024
 
 
-@dataclass
 class RunOutcome:
-    exit_code: int
-    attempts: int = 1
-    retries: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    interrupted: bool = False
+    def __init__(self, exit_code: int) -> None:
+        self.exit_code = exit_code
+        self.attempts = 1
+        self.retries: list[str] = []
+        self.seconds = 0.0
+        self.interrupted = False
 
 
 class _Tee(threading.Thread):
@@ -47,11 +45,23 @@ class _Tee(threading.Thread):
             del self.tail[:-TAIL_BYTES]
 
 
+_NOT_FOUND_HINT = "check the job's PATH"
+
+
 def resolve(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
-    """Find the program on the job's PATH (not ours), so `run -- uv` finds the job's uv."""
+    """Find the program on the job's PATH (not ours), so `run -- uv` finds the job's uv.
+
+    Windows' CreateProcess searches our PATH, so there it is found here first. On POSIX, Popen searches the
+    PATH of the env it is given (`os.get_exec_path(env)`), and a missing program fails its start with the same
+    CommandNotFound (`_attempt`); shutil, which would find it here, costs every job its import.
+    """
+    if not osapi.IS_WINDOWS:
+        return list(argv)
+    import shutil
+
     found = shutil.which(argv[0], path=env.get("PATH"))
     if found is None:
-        raise CommandNotFound(f"command not found: {argv[0]}", hint="check the job's PATH")
+        raise CommandNotFound(f"command not found: {argv[0]}", hint=_NOT_FOUND_HINT)
     return [found, *argv[1:]]
 
 
@@ -123,7 +133,7 @@ def _attempt(command: list[str], env: Mapping[str, str], *, capture: bool,
         proc = subprocess.Popen(command, env=dict(env), stdout=pipe, stderr=pipe,
                                 **osapi.child_popen_kwargs())  # type: ignore[call-overload]
     except FileNotFoundError as exc:
-        raise CommandNotFound(f"command not found: {command[0]}") from exc
+        raise CommandNotFound(f"command not found: {command[0]}", hint=_NOT_FOUND_HINT) from exc
     except PermissionError as exc:
         raise CommandNotFound(f"cannot execute {command[0]}: {exc.strerror}") from exc
     child.append(proc)

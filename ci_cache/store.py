@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ci_cache import faults, fsops, log
 
@@ -28,8 +27,7 @@ def write_lock_of(cache: Path) -> Path:
     return beside(cache, "write.lock")
 
 
-@dataclass(frozen=True)
-class Store:
+class Store(NamedTuple):
     """The layout of one ci-cache root.
 
     Lock, lease and record files sit beside what they guard, never inside a folder that gets

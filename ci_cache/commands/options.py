@@ -11,12 +11,11 @@ import argparse
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from ci_cache import config, log, osapi
 from ci_cache.config import KeyPath
-from ci_cache.job import Context
+from ci_cache.job.context import Context
 from ci_cache.providers import job_identity
 
 JOB_KEYS: tuple[KeyPath, ...] = (("root",), ("mode",), ("tools",), ("merge",), ("strict",))
@@ -115,6 +114,6 @@ def make_context(args: argparse.Namespace, env: Mapping[str, str], *, unique_loc
     identity = job_identity(env, explicit)
     if unique_local and identity.provider == "local" and not (explicit or env.get("CI_CACHE_JOB")):
         # Each local `run` is its own job; setup/finish pairs share the cwd-based id instead.
-        identity = replace(identity, job_id=f"local-run:{os.getpid()}:{time.time_ns()}")
+        identity = identity._replace(job_id=f"local-run:{os.getpid()}:{time.time_ns()}")
     return Context(config=cfg, env=env, cwd=Path.cwd(), windows=osapi.IS_WINDOWS, identity=identity,
                    root=resolve_root(cfg, env))

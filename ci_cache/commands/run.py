@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
-from ci_cache import job, locks, log, retry, runner, shims, summary
+from ci_cache import job, locks, log, retry, runner, summary
 from ci_cache.commands import options
 from ci_cache.errors import UsageError
 from ci_cache.tools import from_config
@@ -39,6 +39,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return runner.run(argv, env, retry=policy).exit_code
     around = None
     if alloc.mode == "shared":
+        from ci_cache import shims
+
         around = locks.Holding(shims.writer_locks(ctx.store, from_config(ctx.config)),
                                timeout=ctx.config.lock_timeout)
     outcome = runner.RunOutcome(exit_code=1)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ci_cache import osapi
 from ci_cache.config import Config
@@ -19,8 +18,7 @@ TOKEN_VAR = "CI_CACHE_TOKEN"
 NO_TOKEN = "none"
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(NamedTuple):
     """Everything a command needs, resolved once by the CLI; nothing below reads os.environ."""
 
     config: Config
@@ -43,21 +41,24 @@ class Context:
         return self.config.strict
 
 
-@dataclass
 class Allocation:
     """What setup made for the job: its dir, the caches and env its commands get, and its lease (`run`)."""
 
-    job: str
-    key: str
-    job_dir: Path
-    mode: str
-    env: dict[str, str] = field(default_factory=dict)
-    path_prepend: list[str] = field(default_factory=list)
-    caches: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    seeded: dict[str, Any] = field(default_factory=dict)
-    phases: dict[str, float] = field(default_factory=dict)
-    lease: osapi.FileLockHandle | None = None
+    def __init__(self, job: str, key: str, job_dir: Path, mode: str, *, env: dict[str, str] | None = None,
+                 path_prepend: list[str] | None = None, caches: dict[str, str] | None = None,
+                 warnings: list[str] | None = None, seeded: dict[str, Any] | None = None,
+                 phases: dict[str, float] | None = None, lease: osapi.FileLockHandle | None = None) -> None:
+        self.job, self.key, self.job_dir, self.mode = job, key, job_dir, mode
+        self.env: dict[str, str] = {} if env is None else env
+        self.path_prepend: list[str] = [] if path_prepend is None else path_prepend
+        self.caches: dict[str, str] = {} if caches is None else caches
+        self.warnings: list[str] = [] if warnings is None else warnings
+        self.seeded: dict[str, Any] = {} if seeded is None else seeded
+        self.phases: dict[str, float] = {} if phases is None else phases
+        self.lease = lease
+
+    def __repr__(self) -> str:
+        return f"Allocation({self.__dict__!r})"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -72,19 +73,20 @@ class Allocation:
         }
 
 
-@dataclass
 class FinishResult:
     """What finish did: the merge decision and figures, the time of each phase, and every warning."""
 
-    job: str
-    key: str
-    mode: str
-    status: str
-    merge_decision: str
-    merged: dict[str, Any] = field(default_factory=dict)
-    seeded: dict[str, Any] = field(default_factory=dict)
-    phases: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    def __init__(self, job: str, key: str, mode: str, status: str, merge_decision: str, *,
+                 merged: dict[str, Any] | None = None, seeded: dict[str, Any] | None = None,
+                 phases: dict[str, float] | None = None, warnings: list[str] | None = None) -> None:
+        self.job, self.key, self.mode, self.status, self.merge_decision = job, key, mode, status, merge_decision
+        self.merged: dict[str, Any] = {} if merged is None else merged
+        self.seeded: dict[str, Any] = {} if seeded is None else seeded
+        self.phases: dict[str, float] = {} if phases is None else phases
+        self.warnings: list[str] = [] if warnings is None else warnings
+
+    def __repr__(self) -> str:
+        return f"FinishResult({self.__dict__!r})"
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from ci_cache import shims
 from ci_cache.job.context import TOKEN_VAR, Allocation, Context
 from ci_cache.tools.base import CacheTool
 
@@ -16,6 +15,8 @@ def export(ctx: Context, alloc: Allocation, tools: Sequence[CacheTool], *, token
     `in_process` (run): the commands run under run's own locks, so no shim goes on their PATH.
     """
     if alloc.mode == "shared":
+        from ci_cache import shims
+
         commands = [c for t in tools if t.has_shared_cache for c in t.commands]
         bin_dir = alloc.job_dir / "bin"
         shims.install(bin_dir, commands, windows=ctx.windows)

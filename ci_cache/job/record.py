@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from typing import Any
 
-from ci_cache import faults
+from ci_cache import faults, osapi
 from ci_cache.job.context import Allocation, Context
 
 
@@ -25,7 +24,7 @@ def write(ctx: Context, alloc: Allocation, *, status: str, extra: dict[str, Any]
         "ci_job_id": ctx.identity.ci_job_id,
         "trusted": ctx.identity.trusted,
         "trust_reason": ctx.identity.trust_reason,
-        "host": socket.gethostname(),
+        "host": osapi.hostname(),
         "pid": os.getpid(),
         "created": record.get("created", time.time()),
         "caches": alloc.caches,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ci_cache import faults, fsops, keyfiles, log
+from ci_cache import faults, fsops, log
 from ci_cache.errors import CiCacheError, StoreError
 from ci_cache.job.context import Allocation, Context
 from ci_cache.tools.base import CacheTool, SeedRequest
@@ -41,6 +41,8 @@ def _seed(ctx: Context, alloc: Allocation, tool: CacheTool, cache_dir: Path) -> 
     """Seed one tool's job cache. On failure the job starts cold, never with half a cache."""
     packages = None
     if ctx.config.key_files:
+        from ci_cache import keyfiles
+
         base = Path(ctx.identity.workspace) if ctx.identity.workspace else ctx.cwd
         found = keyfiles.read(ctx.config.key_files, base)
         packages = found.packages

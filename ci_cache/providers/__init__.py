@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 
+from ci_cache.digest import sha256_hex
 from ci_cache.errors import UsageError
 from ci_cache.providers.base import JobIdentity, Provider
 from ci_cache.providers.github import GitHubProvider
@@ -50,13 +49,13 @@ def job_identity(env: Mapping[str, str], explicit_job: str | None) -> JobIdentit
     """The provider's identity, with --job / CI_CACHE_JOB taking precedence."""
     ident = detect(env).identity(env)
     # The provider's id is exported as CI_CACHE_JOB for later steps, so it must pass the same check.
-    ident = replace(ident, job_id=_FORBIDDEN.sub("_", ident.job_id))
+    ident = ident._replace(job_id=_FORBIDDEN.sub("_", ident.job_id))
     for given, origin in ((explicit_job, "--job"), (env.get("CI_CACHE_JOB"), "CI_CACHE_JOB")):
         if given:
-            return replace(ident, job_id=validate_job_id(given, origin))
+            return ident._replace(job_id=validate_job_id(given, origin))
     return ident
 
 
 def job_key(job_id: str) -> str:
     """A short, filesystem-safe name for a job: Windows paths stay short whatever the job is called."""
-    return "j" + hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).hexdigest()[:11]
+    return "j" + sha256_hex(job_id)[:11]

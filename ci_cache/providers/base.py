@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
+
+_NO_DETAILS: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class JobIdentity:
+class JobIdentity(NamedTuple):
     """A job as its CI sees it. `job_id` is the stable text both setup and finish compute."""
 
     provider: str
@@ -16,7 +17,7 @@ class JobIdentity:
     trusted: bool
     workspace: str | None = None
     runner_temp: str | None = None
-    details: Mapping[str, str] = field(default_factory=dict)
+    details: Mapping[str, str] = _NO_DETAILS
     trust_reason: str = ""
     # The CI's own id of this job, kept when --job/CI_CACHE_JOB overrides `job_id`: a finish that carries
     # no token refuses an allocation that another CI job made under the same id. Empty outside a CI.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
+from ci_cache.digest import sha256_hex
 from ci_cache.providers.base import JobIdentity, pick
 
 TRUST_VAR = "CI_CACHE_TRUSTED"
@@ -35,7 +35,7 @@ class JenkinsProvider:
 
 
 def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10] if text else ""
+    return sha256_hex(text)[:10] if text else ""
 
 
 def _trust(env: Mapping[str, str]) -> tuple[bool, str]:

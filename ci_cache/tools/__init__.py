@@ -1,20 +1,39 @@
-"""The cache tools: a registry of built-ins, plus the user-defined ones from the config."""
+"""The cache tools: a registry of built-ins, plus the user-defined ones from the config.
+
+Each built-in's module is imported when the tool is made, so a job loads only the tools it uses.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ci_cache.config import Config, CustomTool
 from ci_cache.errors import ConfigError
-from ci_cache.tools.base import CacheTool
-from ci_cache.tools.generic import GenericTool, TempTool
-from ci_cache.tools.uv import UvTool
 
-BUILTINS: dict[str, Callable[[], CacheTool]] = {
-    "uv": UvTool,
-    "pip": lambda: GenericTool("pip", {"PIP_CACHE_DIR": "{dir}"}, commands=("pip", "pip3")),
-    "temp": TempTool,
-}
+if TYPE_CHECKING:
+    from ci_cache.tools.base import CacheTool
+
+
+def _uv() -> CacheTool:
+    from ci_cache.tools.uv import UvTool
+
+    return UvTool()
+
+
+def _pip() -> CacheTool:
+    from ci_cache.tools.generic import GenericTool
+
+    return GenericTool("pip", {"PIP_CACHE_DIR": "{dir}"}, commands=("pip", "pip3"))
+
+
+def _temp() -> CacheTool:
+    from ci_cache.tools.generic import TempTool
+
+    return TempTool()
+
+
+BUILTINS: dict[str, Callable[[], CacheTool]] = {"uv": _uv, "pip": _pip, "temp": _temp}
 
 
 def from_config(config: Config) -> list[CacheTool]:
@@ -23,6 +42,8 @@ def from_config(config: Config) -> list[CacheTool]:
         if isinstance(entry, CustomTool):
             if entry.name in BUILTINS:
                 raise ConfigError(f"tools: `{entry.name}` is a built-in tool; give your own tool another name")
+            from ci_cache.tools.generic import GenericTool
+
             tools.append(GenericTool(entry.name, entry.env, merge=entry.merge,
                                      seed=entry.seed or "copy"))
         elif entry in BUILTINS:

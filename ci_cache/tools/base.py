@@ -3,44 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from ci_cache.keyfiles import KeyFiles, Pin
-from ci_cache.remote.layout import Entry
+if TYPE_CHECKING:
+    from ci_cache.keyfiles import KeyFiles, Pin
+    from ci_cache.remote.layout import Entry
+
+# Plain classes and NamedTuples, not dataclasses: every job loads this module, and `dataclasses` (with the
+# `inspect` it imports, and the code it generates per class) would cost more CPU than the rest of it.
 
 
-@dataclass
 class SeedStats:
-    files: int = 0
-    bytes: int = 0
-    linked: int = 0
-    copied: int = 0
-    entries: int = 0
-    scope: str = "full"  # "full", or "key files" when only what the job's lock files need was seeded
+    __slots__ = ("bytes", "copied", "entries", "files", "linked", "scope")
+
+    def __init__(self, *, files: int = 0, bytes: int = 0, linked: int = 0, copied: int = 0,
+                 entries: int = 0, scope: str = "full") -> None:
+        self.files, self.bytes, self.linked, self.copied, self.entries = files, bytes, linked, copied, entries
+        # "full", or "key files" when only what the job's lock files need was seeded
+        self.scope = scope
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"files": self.files, "bytes": self.bytes, "linked": self.linked, "copied": self.copied,
+                "entries": self.entries, "scope": self.scope}
 
 
-@dataclass
 class MergeStats:
-    files: int = 0
-    bytes: int = 0
-    entries: int = 0
-    kept_existing: int = 0
-    skipped: int = 0
-    details: list[str] = field(default_factory=list)
+    __slots__ = ("bytes", "details", "entries", "files", "kept_existing", "skipped")
+
+    def __init__(self, *, files: int = 0, bytes: int = 0, entries: int = 0, kept_existing: int = 0,
+                 skipped: int = 0, details: list[str] | None = None) -> None:
+        self.files, self.bytes, self.entries = files, bytes, entries
+        self.kept_existing, self.skipped = kept_existing, skipped
+        self.details: list[str] = [] if details is None else details
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["details"] = self.details[:50]
-        return data
+        return {"files": self.files, "bytes": self.bytes, "entries": self.entries,
+                "kept_existing": self.kept_existing, "skipped": self.skipped, "details": self.details[:50]}
 
 
-@dataclass(frozen=True)
-class SeedRequest:
+class SeedRequest(NamedTuple):
     """What seeding may use: the shared cache, the job's cache, and which packages the job needs."""
 
     shared: Path
@@ -50,15 +52,13 @@ class SeedRequest:
     manifest: Path  # where seed records what it put in, for merge to find what is new
 
 
-@dataclass(frozen=True)
-class MergeRequest:
+class MergeRequest(NamedTuple):
     job: Path
     shared: Path
     manifest: Path
 
 
-@dataclass(frozen=True)
-class PruneRequest:
+class PruneRequest(NamedTuple):
     """The bounds for one shared cache. The caller holds ci-cache's writer lock for it."""
 
     cache: Path
@@ -70,31 +70,37 @@ class PruneRequest:
     now: float | None = None  # None: the clock's
 
 
-@dataclass
 class PruneReport:
-    tool: str
-    bytes_before: int = 0
-    bytes_after: int = 0
-    evicted_entries: int = 0
-    evicted_files: int = 0
-    # What the tool's own prune command said. Named for uv, the one tool that has one: `prune --json` shows it.
-    uv_prune: str = "not run"
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, tool: str, *, bytes_before: int = 0, bytes_after: int = 0, evicted_entries: int = 0,
+                 evicted_files: int = 0, uv_prune: str = "not run", notes: list[str] | None = None) -> None:
+        self.tool, self.bytes_before, self.bytes_after = tool, bytes_before, bytes_after
+        self.evicted_entries, self.evicted_files = evicted_entries, evicted_files
+        # What the tool's own prune command said. Named for uv, the one tool that has one: `prune --json` shows it.
+        self.uv_prune = uv_prune
+        self.notes: list[str] = [] if notes is None else notes
+
+    def __repr__(self) -> str:
+        return f"PruneReport({self.__dict__!r})"
 
 
-@dataclass
 class Finding:
-    kind: str  # "error" (a reader could be hurt), "garbage" (harmless, reclaimable) or "note"
-    path: str
-    problem: str
-    fix: list[Path] = field(default_factory=list)  # what `verify --fix` removes, in this order
+    def __init__(self, kind: str, path: str, problem: str, fix: list[Path] | None = None) -> None:
+        self.kind = kind  # "error" (a reader could be hurt), "garbage" (harmless, reclaimable) or "note"
+        self.path = path
+        self.problem = problem
+        self.fix: list[Path] = [] if fix is None else fix  # what `verify --fix` removes, in this order
+
+    def __repr__(self) -> str:
+        return f"Finding({self.kind!r}, {self.path!r}, {self.problem!r}, {self.fix!r})"
 
 
-@dataclass
 class VerifyReport:
-    cache: Path
-    findings: list[Finding] = field(default_factory=list)
-    checked: dict[str, int] = field(default_factory=dict)  # how many of what were checked, e.g. pointers
+    def __init__(self, cache: Path, findings: list[Finding] | None = None,
+                 checked: dict[str, int] | None = None) -> None:
+        self.cache = cache
+        self.findings: list[Finding] = [] if findings is None else findings
+        # how many of what were checked, e.g. pointers
+        self.checked: dict[str, int] = {} if checked is None else checked
 
     @property
     def errors(self) -> list[Finding]:
@@ -111,8 +117,7 @@ class VerifyReport:
 EntryId = tuple[str, str]  # (namespace, key) of a remote entry
 
 
-@dataclass(frozen=True)
-class Wanted:
+class Wanted(NamedTuple):
     """What a job's key files ask of the remote: files by hash, packages by name, index listings."""
 
     pins: frozenset[Pin] = frozenset()
@@ -128,8 +133,7 @@ class Wanted:
         return not (self.pins or self.unpinned or self.resolved)
 
 
-@dataclass
-class Pulled:
+class Pulled(NamedTuple):
     """A remote entry, with each blob it names downloaded and verified into a local file."""
 
     entry: Entry
@@ -140,18 +144,17 @@ class Pulled:
 PRESENT = "already in the cache"
 
 
-@dataclass
 class ImportStats:
-    installed: list[EntryId] = field(default_factory=list)
-    entries: int = 0  # installed into the cache
-    kept_existing: int = 0  # the cache had them already: its copy stays
-    files: int = 0
-    bytes: int = 0
-    skipped: list[str] = field(default_factory=list)  # one line each: what was not installed, and why
+    def __init__(self) -> None:
+        self.installed: list[EntryId] = []
+        self.entries = 0  # installed into the cache
+        self.kept_existing = 0  # the cache had them already: its copy stays
+        self.files = 0
+        self.bytes = 0
+        self.skipped: list[str] = []  # one line each: what was not installed, and why
 
 
-@dataclass(frozen=True)
-class Built:
+class Built(NamedTuple):
     """The content of one entry to publish: blobs (bytes), small files, and metadata."""
 
     blobs: Mapping[str, bytes]
@@ -159,8 +162,7 @@ class Built:
     meta: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Export:
+class Export(NamedTuple):
     """One entry the remote may lack. `build` packs its blobs: called only when the remote lacks it."""
 
     namespace: str
@@ -168,11 +170,11 @@ class Export:
     build: Callable[[], Built]
 
 
-@dataclass
 class ExportPlan:
-    items: list[Export] = field(default_factory=list)
-    roots: list[str] = field(default_factory=list)  # namespace prefixes the items live under
-    skipped: list[str] = field(default_factory=list)  # what cannot be shared, and why
+    def __init__(self) -> None:
+        self.items: list[Export] = []
+        self.roots: list[str] = []  # namespace prefixes the items live under
+        self.skipped: list[str] = []  # what cannot be shared, and why
 
 
 class PullSession(Protocol):

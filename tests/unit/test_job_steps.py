@@ -8,7 +8,6 @@ background delete is replaced by an in-process one where a test releases a dir.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,7 +83,7 @@ def test_claim_in_process_holds_the_lease_and_a_second_claim_is_busy(tmp_path: P
     first = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode="isolated")
     assert claim.claim(ctx, first, in_process=True) is None
     assert first.lease is not None
-    second = replace(first, lease=None)
+    second = job.Allocation(job=first.job, key=first.key, job_dir=first.job_dir, mode=first.mode)
     with pytest.raises(JobBusy):
         claim.claim(ctx, second, in_process=True)
     claim.give_back(ctx, first.lease)
@@ -173,7 +172,7 @@ def test_a_failed_seed_starts_the_job_cold_with_a_warning_or_fails_it_when_stric
                               "full (No space left on device: ")
     assert warning.endswith(f" ({fault.hint}); the job starts with an empty cache")
     assert list(Path(alloc.caches["pip"]).iterdir()) == []
-    strict = replace(ctx, config=ctx.config.model_copy(update={"strict": True}))
+    strict = ctx._replace(config=ctx.config.model_copy(update={"strict": True}))
     with pytest.raises(StoreError, match="seeding the pip cache failed"):
         seed.allocate(strict, job.Allocation(job="b", key="k", job_dir=tmp_path / "other", mode="isolated"),
                       [GenericTool("pip", {"PIP_CACHE_DIR": "{dir}"})])
@@ -206,7 +205,8 @@ def test_env_applied_sets_the_allocation_over_the_base_and_its_path_first(tmp_pa
                            path_prepend=["/shims"])
     got = job.job_env({"PATH": "/usr/bin", "UV_CACHE_DIR": "/old", "HOME": "/h"}, alloc)
     assert got == {"PATH": os.pathsep.join(["/shims", "/usr/bin"]), "UV_CACHE_DIR": "/c", "HOME": "/h"}
-    assert job.job_env({"PATH": "/usr/bin"}, replace(alloc, path_prepend=[]))["PATH"] == "/usr/bin"
+    alloc.path_prepend = []
+    assert job.job_env({"PATH": "/usr/bin"}, alloc)["PATH"] == "/usr/bin"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_setup_or_off_runs_off_where_that_is_safe_and_fails_where_it_is_not(tmp_
     (warning,) = alloc.warnings
     assert "is not usable" in warning and warning.endswith("; the job runs without ci-cache")
     with pytest.raises(StoreError):
-        job.setup_or_off(replace(ctx, config=ctx.config.model_copy(update={"strict": True})), in_process=True)
+        job.setup_or_off(ctx._replace(config=ctx.config.model_copy(update={"strict": True})), in_process=True)
     held = make_ctx(tmp_path / "root")
     first = job.setup(held, in_process=True)
     with pytest.raises(UsageError):  # a busy id is a usage error: never off

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -237,4 +236,6 @@ def interpreter_store(shared: Path) -> Path:
 
 
 def find_uv(env: Mapping[str, str]) -> str | None:
+    import shutil
+
     return shutil.which("uv", path=env.get("PATH"))

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ci_cache import fsops
 
 
-@dataclass
 class Manifest:
     """The archives seeded, and each copied file's size and mtime as seeding left them."""
 
-    archives: set[str] = field(default_factory=set)
-    files: dict[str, tuple[int, int]] = field(default_factory=dict)
+    def __init__(self, archives: set[str] | None = None, files: dict[str, tuple[int, int]] | None = None) -> None:
+        self.archives: set[str] = set() if archives is None else archives
+        self.files: dict[str, tuple[int, int]] = {} if files is None else files
 
     def unchanged(self, rel: str, stat: os.stat_result) -> bool:
         return self.files.get(rel) == (stat.st_size, stat.st_mtime_ns)

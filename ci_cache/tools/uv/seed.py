@@ -10,7 +10,6 @@ from pathlib import Path
 
 from ci_cache import fsops, log, osapi
 from ci_cache.errors import CiCacheError
-from ci_cache.keyfiles import normalize
 from ci_cache.tools.base import SeedRequest, SeedStats
 from ci_cache.tools.uv.layout import (
     ARCHIVE_BUCKET,
@@ -247,6 +246,8 @@ def _named_dirs(bucket: Path, names: set[str], *, include_unnamed: bool) -> Iter
 
 def _requires(archive: Path) -> set[str]:
     """Names in the Requires-Dist of the wheel unpacked at `archive`."""
+    from ci_cache.keyfiles import normalize
+
     names: set[str] = set()
     try:
         infos = [e for e in os.scandir(archive) if e.name.endswith(".dist-info")]
