@@ -17,7 +17,10 @@ from bench.wheels import python_in
 # Variables that would steer uv or ci-cache away from what a strategy sets up, or make ci-cache think
 # it runs under a CI provider: the bench hands each job a clean environment.
 _DROPPED_PREFIXES = ("UV_", "CI_CACHE_", "GITHUB_", "GITLAB_", "JENKINS_", "RUNNER_", "PIP_", "VIRTUAL_ENV")
-_DROPPED_NAMES = ("CI", "BUILD_ID", "BUILD_NUMBER", "JOB_NAME", "NODE_NAME", "EXECUTOR_NUMBER", "WORKSPACE")
+_DROPPED_NAMES = ("CI", "BUILD_ID", "BUILD_NUMBER", "JOB_NAME", "NODE_NAME", "EXECUTOR_NUMBER", "WORKSPACE",
+                  # An installed ci-cache has its bytecode (pip compiles it): a developer's setting must not make
+                  # every measured process compile ci-cache from source (G1 measured that before).
+                  "PYTHONDONTWRITEBYTECODE")
 
 
 class JobError(Exception):
