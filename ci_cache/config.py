@@ -66,6 +66,14 @@ class PruneConfig(Model):
     uv_ci: bool = setting("use `uv cache prune --ci` (drops pre-built wheels)", default=False)
 
 
+class PoolConfig(Model):
+    """Finished job caches kept for the next job to refresh instead of seeding anew (`ci_cache.pool`)."""
+
+    size: int = setting("job caches kept per tool (isolated jobs that seed by link); 0 turns the pool off",
+                        default=4, ge=0, le=64)
+    max_age: Duration = setting("a kept cache older than this is not used, and gc deletes it", default=86400.0)
+
+
 class CustomTool(Model):
     """A tool ci-cache does not know: a name, env vars templated with its dir, and a merge policy."""
 
@@ -97,6 +105,7 @@ class Config(Model):
     lease_ttl: Duration = setting("the longest a setup/finish job can live", default=86400.0)
     gc: GcConfig = setting("reclaiming what crashed jobs left", default=GcConfig())
     prune: PruneConfig = setting("bounds of the shared caches", default=PruneConfig())
+    pool: PoolConfig = setting("warm job caches kept for the next job", default=PoolConfig())
     remote: RemoteConfig = setting("the fleet tier: a cache shared by every agent, in object storage",
                                    default=RemoteConfig())
 

@@ -241,8 +241,12 @@ def touch(path: Path, *, ns: tuple[int, int] | None = None) -> None:
     with_retry(lambda: os.utime(_p(path)) if ns is None else os.utime(_p(path), ns=ns), f"set the times of {path}")
 
 
-def write_new(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Create a file that must not exist yet and write it through to the disk; nothing is left on failure."""
+def write_new(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+    """Create a file that must not exist yet and write it through to the disk; nothing is left on failure.
+
+    `durable=False` skips the fsync, for a job's own files (its record, its manifests, its summary): a crash
+    of the machine ends the job anyway, and on a disk each fsync waits for a journal commit.
+    """
 
     def op() -> None:
         fd = os.open(_p(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
@@ -250,7 +254,8 @@ def write_new(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -280,12 +285,12 @@ def temp_sibling(target: Path) -> Path:
     return target.parent / f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(5).hex()}"
 
 
-def write_atomic(target: Path, data: bytes, *, mode: int = 0o644) -> None:
+def write_atomic(target: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
     """Write a whole file: readers see the old content or the new, never a mix. `mode` (POSIX permission
-    bits, less the umask) is the new file's."""
+    bits, less the umask) is the new file's; `durable` as for `write_new`."""
     makedirs(target.parent)
     tmp = temp_sibling(target)
-    write_new(tmp, data, mode=mode)
+    write_new(tmp, data, mode=mode, durable=durable)
     try:
         replace(tmp, target)
     except BaseException:

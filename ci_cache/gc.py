@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from ci_cache import fsops, lease, log, osapi
+from ci_cache import fsops, lease, log, osapi, pool
 from ci_cache.store import Store, write_lock_of
 from ci_cache.tools.uv.layout import ROOT_LOCK
 
@@ -19,6 +19,7 @@ class GcReport:
         self.reclaimed_jobs: list[str] = []
         self.reclaimed_temp: list[str] = []
         self.live_jobs: list[str] = []
+        self.reclaimed_pool: list[str] = []
         self.bytes_freed = 0
 
 
@@ -33,8 +34,9 @@ def job_age(store: Store, key: str, now: float) -> float:
     return now - newest
 
 
-def collect(store: Store, *, grace: float, now: float | None = None) -> GcReport:
-    """Reclaim dead jobs older than `grace`, and temp dirs nobody can be writing.
+def collect(store: Store, *, grace: float, now: float | None = None, pool_max_age: float | None = None) -> GcReport:
+    """Reclaim dead jobs older than `grace`, and temp dirs nobody can be writing; with `pool_max_age`, the
+    pool's job caches older than it (`ci_cache.pool`).
 
     A live job (its lease held by a running process) is never touched, whatever its age.
     """
@@ -61,6 +63,8 @@ def collect(store: Store, *, grace: float, now: float | None = None) -> GcReport
                 if key in report.reclaimed_jobs:
                     fsops.unlink(lease_path)
     report.reclaimed_temp = reclaim_temp_dirs(store, grace=grace, now=now) + reclaim_trash(store, now=now)
+    if pool_max_age is not None:
+        report.reclaimed_pool = pool.reclaim(store, max_age=pool_max_age, now=now)
     return report
 
 
@@ -162,7 +166,8 @@ def _temp_dirs(cache: Path) -> list[Path]:
     return found
 
 
-def maybe_collect(store: Store, *, grace: float, interval: float) -> GcReport | None:
+def maybe_collect(store: Store, *, grace: float, interval: float,
+                  pool_max_age: float | None = None) -> GcReport | None:
     """The cheap, rate-limited gc that setup runs: at most once per `interval` per root."""
     stamp = store.gc_stamp
     try:
@@ -175,7 +180,7 @@ def maybe_collect(store: Store, *, grace: float, interval: float) -> GcReport | 
         return None  # another job is collecting right now
     try:
         os.utime(stamp)
-        report = collect(store, grace=grace)
+        report = collect(store, grace=grace, pool_max_age=pool_max_age)
     finally:
         held.release()
     if report.reclaimed_jobs:

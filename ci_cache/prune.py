@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ci_cache import locks, log
+from ci_cache import locks, log, pool
 from ci_cache.store import Store
 from ci_cache.tools.base import CacheTool, PruneReport, PruneRequest
 
@@ -24,8 +24,12 @@ def prune_store(store: Store, tools: Sequence[CacheTool], *, max_size: int | Non
         handle, _ = locks.acquire(store.write_lock(tool.name), timeout=lock_timeout,
                                   purpose=f"prune the shared {tool.name} cache")
         with handle:
-            reports.append(tool.prune(PruneRequest(cache=cache, max_size=max_size, max_age=max_age, ci=ci,
-                                                   env=env, lock_timeout=lock_timeout)))
+            report = tool.prune(PruneRequest(cache=cache, max_size=max_size, max_age=max_age, ci=ci, env=env,
+                                             lock_timeout=lock_timeout))
+        if report.evicted_entries or report.evicted_files or report.bytes_after < report.bytes_before:
+            # The pool's caches link what was evicted: they would keep it on the disk.
+            pool.empty(store, tool.name)
+        reports.append(report)
     return reports
 
 

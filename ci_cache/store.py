@@ -123,4 +123,5 @@ class Store(NamedTuple):
         return data if isinstance(data, dict) else None
 
     def write_record(self, key: str, record: dict[str, Any]) -> None:
-        fsops.write_atomic(self.record(key), json.dumps(record, indent=2, sort_keys=True).encode())
+        # Not durable: a record lives as long as its job, and a crash of the machine ends the job.
+        fsops.write_atomic(self.record(key), json.dumps(record, indent=2, sort_keys=True).encode(), durable=False)

@@ -106,7 +106,7 @@ def report(summary: dict[str, Any], env: Mapping[str, str], *, as_json: bool, js
     else:
         log.info(text(summary).removeprefix("ci-cache: "))
     if json_file:
-        fsops.write_atomic(Path(json_file), json.dumps(summary, indent=2, default=str).encode())
+        fsops.write_atomic(Path(json_file), json.dumps(summary, indent=2, default=str).encode(), durable=False)
     step_summary = env.get(STEP_SUMMARY_VAR)
     if step_summary:
         with contextlib.suppress(OSError), open(step_summary, "a", encoding="utf-8") as fh:

@@ -49,6 +49,7 @@ class Allocation:
                  warnings: list[str] | None = None, seeded: dict[str, Any] | None = None,
                  phases: dict[str, float] | None = None, lease: osapi.FileLockHandle | None = None) -> None:
         self.job, self.key, self.job_dir, self.mode = job, key, job_dir, mode
+        self.pool: dict[str, str] = {}  # tool -> the scope its cache goes back to the pool under (`ci_cache.pool`)
         self.env: dict[str, str] = {} if env is None else env
         self.path_prepend: list[str] = [] if path_prepend is None else path_prepend
         self.caches: dict[str, str] = {} if caches is None else caches
@@ -84,6 +85,7 @@ class FinishResult:
         self.seeded: dict[str, Any] = {} if seeded is None else seeded
         self.phases: dict[str, float] = {} if phases is None else phases
         self.warnings: list[str] = [] if warnings is None else warnings
+        self.pooled: list[str] = []  # the tools whose cache went to the pool for the next job
 
     def __repr__(self) -> str:
         return f"FinishResult({self.__dict__!r})"

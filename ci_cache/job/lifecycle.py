@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
-from ci_cache import faults, fsops, gc, log, osapi, rootlayout
+from ci_cache import faults, fsops, gc, log, osapi, pool, rootlayout
 from ci_cache.errors import CiCacheError, UsageError
 from ci_cache.job import bound, claim, env, merge, owner, record, release, seed
 from ci_cache.job.context import NO_TOKEN, TOKEN_VAR, Allocation, Context, FinishResult, effective_mode
@@ -72,7 +73,8 @@ def _gc_on_setup(ctx: Context) -> None:
     if not ctx.config.gc.on_setup:
         return
     try:
-        gc.maybe_collect(ctx.store, grace=ctx.config.gc.grace, interval=ctx.config.gc.interval)
+        gc.maybe_collect(ctx.store, grace=ctx.config.gc.grace, interval=ctx.config.gc.interval,
+                         pool_max_age=ctx.config.pool.max_age)
     except (OSError, CiCacheError) as exc:
         log.warn(f"gc at setup failed, continuing: {exc}")
 
@@ -91,10 +93,28 @@ def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = Non
         if do_merge:
             merge.merge_all(ctx, result, dict(found.get("caches", {})))
             bound.prune_if_over(ctx, result)
+        _give_back(ctx, result, found)
         _cleanup(ctx, result)
     finally:
         claim.give_back(ctx, handle)
     return result
+
+
+def _give_back(ctx: Context, result: FinishResult, found: dict[str, Any]) -> None:
+    """A trusted isolated job's seeded caches go to the pool, for the next job to refresh (`ci_cache.pool`).
+
+    Not an untrusted job's (see `pool`), nor after a prune this finish ran: the pool would keep what it evicted.
+    """
+    tags, caches = found.get("pool"), found.get("caches")
+    if result.mode != "isolated" or not ctx.identity.trusted or "prune" in result.phases:
+        return
+    if not isinstance(tags, dict) or not isinstance(caches, dict):
+        return
+    for tool, tag in sorted(tags.items()):
+        seeded = result.seeded.get(tool)
+        if tool in caches and isinstance(seeded, dict) and "failed" not in seeded and pool.give_back(
+                ctx.store, tool, str(tag), Path(caches[tool]), size=ctx.config.pool.size):
+            result.pooled.append(tool)
 
 
 def _cleanup(ctx: Context, result: FinishResult) -> None:

@@ -30,6 +30,7 @@ def write(ctx: Context, alloc: Allocation, *, status: str, extra: dict[str, Any]
         "caches": alloc.caches,
         "env": alloc.env,
         "seeded": alloc.seeded,
+        "pool": alloc.pool,
         "phases": alloc.phases,
         "warnings": alloc.warnings,
     })

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ci_cache import faults, fsops, log
+from ci_cache import faults, fsops, log, pool
 from ci_cache.errors import CiCacheError, StoreError
 from ci_cache.job.context import Allocation, Context
 from ci_cache.tools.base import CacheTool, SeedRequest
@@ -38,7 +38,8 @@ def _allocate_tool(ctx: Context, alloc: Allocation, tool: CacheTool) -> None:
 
 
 def _seed(ctx: Context, alloc: Allocation, tool: CacheTool, cache_dir: Path) -> dict[str, Any]:
-    """Seed one tool's job cache. On failure the job starts cold, never with half a cache."""
+    """Seed one tool's job cache: a warm one from the pool refreshed, else a fresh one. On failure the job
+    starts cold, never with half a cache."""
     packages = None
     if ctx.config.key_files:
         from ci_cache import keyfiles
@@ -57,8 +58,19 @@ def _seed(ctx: Context, alloc: Allocation, tool: CacheTool, cache_dir: Path) -> 
     )
     if ctx.config.seed == "none":
         fsops.makedirs(cache_dir)
-        fsops.write_atomic(request.manifest, b"{}")
+        fsops.write_atomic(request.manifest, b"{}", durable=False)
         return {"scope": "none"}
+    if request.link and tool.keeps_warm and ctx.config.pool.size > 0:
+        tag = pool.scope_tag(packages)
+        alloc.pool[tool.name] = tag  # finish gives the cache back under the same scope
+        if pool.claim(ctx.store, tool.name, tag, cache_dir, max_age=ctx.config.pool.max_age):
+            try:
+                return tool.seed(request._replace(warm=True)).as_dict()
+            except (OSError, CiCacheError) as exc:
+                # A warm cache that cannot be refreshed (a file in it held open) is dropped, whole: seed anew.
+                log.info(f"refreshing a warm {tool.name} cache failed ({exc}); seeding a new one")
+                if not pool.discard(cache_dir):
+                    fsops.rmtree(cache_dir)
     try:
         stats = tool.seed(request)
     except (OSError, CiCacheError) as exc:

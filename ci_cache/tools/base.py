@@ -15,17 +15,20 @@ if TYPE_CHECKING:
 
 
 class SeedStats:
-    __slots__ = ("bytes", "copied", "entries", "files", "linked", "scope")
+    __slots__ = ("bytes", "copied", "entries", "files", "kept", "linked", "scope", "warm")
 
     def __init__(self, *, files: int = 0, bytes: int = 0, linked: int = 0, copied: int = 0,
-                 entries: int = 0, scope: str = "full") -> None:
+                 entries: int = 0, scope: str = "full", kept: int = 0, warm: bool = False) -> None:
         self.files, self.bytes, self.linked, self.copied, self.entries = files, bytes, linked, copied, entries
         # "full", or "key files" when only what the job's lock files need was seeded
         self.scope = scope
+        # warm: the job cache was a former job's (the pool), refreshed in place; `kept` of the files (linked or
+        # copied) were there already, as this seed would make them, and stayed
+        self.kept, self.warm = kept, warm
 
     def as_dict(self) -> dict[str, Any]:
         return {"files": self.files, "bytes": self.bytes, "linked": self.linked, "copied": self.copied,
-                "entries": self.entries, "scope": self.scope}
+                "entries": self.entries, "scope": self.scope, "kept": self.kept, "warm": self.warm}
 
 
 class MergeStats:
@@ -50,6 +53,8 @@ class SeedRequest(NamedTuple):
     link: bool
     packages: frozenset[str] | None  # None: everything
     manifest: Path  # where seed records what it put in, for merge to find what is new
+    # `job` holds a former job's cache (the pool's): refresh it in place into what this seed would make
+    warm: bool = False
 
 
 class MergeRequest(NamedTuple):
@@ -233,6 +238,9 @@ class CacheTool(Protocol):
     commands: tuple[str, ...]
     # Whether the tool has a shared cache at all (the temp tool does not).
     has_shared_cache: bool
+    # Whether its seed refreshes a former job's cache in place (`SeedRequest.warm`), so that a finished job's
+    # cache is worth keeping in the pool (`ci_cache.pool`).
+    keeps_warm: bool
 
     def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:
         ...

@@ -26,6 +26,7 @@ class GenericTool:
     """
 
     has_shared_cache = True
+    keeps_warm = False
 
     def __init__(self, name: str, env_template: Mapping[str, str], *, commands: tuple[str, ...] = (),
                  merge: str = "add_missing", seed: str | None = None) -> None:
@@ -56,7 +57,7 @@ class GenericTool:
                 stats.bytes += st.st_size
                 stats.linked += int(linked)
                 stats.copied += int(not linked)
-        fsops.write_atomic(request.manifest, json.dumps(manifest).encode())
+        fsops.write_atomic(request.manifest, json.dumps(manifest).encode(), durable=False)  # the job's own
         return stats
 
     def merge(self, request: base.MergeRequest) -> base.MergeStats:
@@ -116,6 +117,7 @@ class TempTool:
     name = "temp"
     commands: tuple[str, ...] = ()
     has_shared_cache = False
+    keeps_warm = False
 
     def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:
         return dict.fromkeys(("TEMP", "TMP", "TMPDIR"), str(cache_dir))

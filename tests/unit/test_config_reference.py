@@ -95,7 +95,7 @@ def test_the_schema_is_a_valid_json_schema_with_every_key_described(capsys: pyte
         assert section["additionalProperties"] is False, name
         for key, prop in section["properties"].items():
             assert prop.get("description"), f"{name}.{key} has no description"
-    assert set(found["$defs"]) == {"RetryConfig", "GcConfig", "PruneConfig", "CustomTool", "RemoteConfig"}
+    assert set(found["$defs"]) == {"RetryConfig", "GcConfig", "PruneConfig", "PoolConfig", "CustomTool", "RemoteConfig"}
 
 
 def test_the_schema_takes_what_the_config_takes_and_refuses_what_it_refuses(

@@ -37,6 +37,7 @@ class FakeTool:
     name: str
     store: Store
     has_shared_cache: bool = True
+    keeps_warm: bool = False
     commands: tuple[str, ...] = ()
     pruned: list[PruneRequest] = field(default_factory=list)
     lock_held: list[bool] = field(default_factory=list)

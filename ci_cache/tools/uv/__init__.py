@@ -24,6 +24,7 @@ class UvTool:
     name = "uv"
     commands: tuple[str, ...] = ("uv", "uvx")
     has_shared_cache = True
+    keeps_warm = True
 
     def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:
         env = {"UV_CACHE_DIR": str(cache_dir)}

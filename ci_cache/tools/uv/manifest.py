@@ -22,7 +22,7 @@ class Manifest:
 
     def save(self, path: Path) -> None:
         data = {"archives": sorted(self.archives), "files": {k: list(v) for k, v in self.files.items()}}
-        fsops.write_atomic(path, json.dumps(data).encode())
+        fsops.write_atomic(path, json.dumps(data).encode(), durable=False)  # the job's, as long as it lives
 
     @classmethod
     def load(cls, path: Path) -> Manifest:

@@ -1,4 +1,8 @@
-"""Seeding a job's uv cache from the shared one: archives linked, everything uv may rewrite copied."""
+"""Seeding a job's uv cache from the shared one: archives linked, everything uv may rewrite copied.
+
+A warm request (`SeedRequest.warm`: the job cache is a former job's, from the pool) is refreshed in place
+instead: the same walk, keeping what is already there as this seed would make it (`warm.WarmCache`).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from ci_cache.tools.uv.layout import (
     retarget,
 )
 from ci_cache.tools.uv.manifest import Manifest
+from ci_cache.tools.uv.warm import WarmCache
 
 
 class Seeder:
@@ -33,23 +38,32 @@ class Seeder:
         self.archives_wanted: set[str] = set()
         # Metadata copies wait here so that they run while `cp -al` links the archives.
         self.copies: list[tuple[Path, Path, str]] = []
+        self.warm = WarmCache(request.job) if request.warm else None
 
     def run(self) -> SeedStats:
         shared, job = self.req.shared, self.req.job
         fsops.makedirs(job)
-        if not shared.is_dir():
-            self.manifest.save(self.req.manifest)
-            return self.stats
-        with hold_root_lock(shared):
-            buckets = sorted(os.listdir(shared))
-            names = self.req.packages
-            if names is None:
-                self._seed_everything(buckets)
-            else:
-                self._seed_packages(buckets, set(names))
-        self._seed_interpreters()
+        if shared.is_dir():
+            with hold_root_lock(shared):
+                buckets = sorted(os.listdir(shared))
+                names = self.req.packages
+                if names is None:
+                    self._seed_everything(buckets)
+                else:
+                    self._seed_packages(buckets, set(names))
+            self._seed_interpreters()
+        if self.warm is not None:
+            self.warm.sweep(self.manifest.archives)
+            self.stats.kept += self.warm.kept_files
+            self.stats.warm = True
         self.manifest.save(self.req.manifest)
         return self.stats
+
+    def _dir(self, path: Path, rel: str) -> None:
+        """Make a dir of the job cache (`rel` relative to it)."""
+        if self.warm is not None:
+            self.warm.made_dir(rel)
+        fsops.makedirs(path)
 
     def _seed_interpreters(self) -> None:
         """Copy the interpreter queries other jobs made, so uv need not run each Python again."""
@@ -59,8 +73,9 @@ class Seeder:
         for rel, entry in fsops.walk_files(store):
             if bucket_kind(rel.split("/", 1)[0]) == "interpreter" and not fsops.is_lock_or_temp(entry.name):
                 target = self.req.job / rel
-                fsops.makedirs(target.parent)
-                self._copy_now(Path(entry.path), target, rel)
+                self._dir(target.parent, rel.rpartition("/")[0])
+                if not self._kept_copy(entry, target, rel):
+                    self._copy_now(Path(entry.path), target, rel)
 
     def _seed_everything(self, buckets: list[str]) -> None:
         for bucket in buckets:
@@ -96,9 +111,7 @@ class Seeder:
         for rel in _named_dirs(self.req.shared / bucket, names, include_unnamed=include_unnamed):
             src = self.req.shared / bucket / rel
             if src.is_dir():
-                dst = self.req.job / bucket / rel
-                fsops.makedirs(dst)
-                self._copy_meta(src, dst, f"{bucket}/{rel}", kind)
+                self._copy_meta(src, self.req.job / bucket / rel, f"{bucket}/{rel}", kind)
 
     def _seed_named_index(self, bucket: str, names: set[str], *, include_unnamed: bool) -> None:
         base = self.req.shared / bucket
@@ -113,12 +126,12 @@ class Seeder:
                 src = folder / f"{name}.rkyv"
                 if src.exists():
                     dst = self.req.job / bucket / rel / src.name
-                    fsops.makedirs(dst.parent)
+                    self._dir(dst.parent, f"{bucket}/{rel}")
                     self._copy_file(src, dst, f"{bucket}/{rel}/{src.name}")
 
     def _copy_meta(self, src: Path, dst: Path, rel: str, kind: str) -> None:
         """Copy a metadata tree and recreate its links; collect the archives the links name."""
-        fsops.makedirs(dst)
+        self._dir(dst, rel)
         with os.scandir(src) as it:
             entries = list(it)
         for entry in entries:
@@ -131,8 +144,13 @@ class Seeder:
                 archive = archive_id_of_link(entry.path, is_symlink=True)
                 if archive:
                     self.archives_wanted.add(archive)
+                text = retarget(os.readlink(entry.path), self.req.shared, self.req.job)
+                if self.warm is not None:
+                    self.warm.made_file(child_rel)
+                    if self.warm.keeps_link(text, target):
+                        continue
                 if not os.path.lexists(target):
-                    fsops.symlink(retarget(os.readlink(entry.path), self.req.shared, self.req.job), target)
+                    fsops.symlink(text, target)
             elif entry.is_dir(follow_symlinks=False):
                 self._copy_meta(Path(entry.path), target, child_rel, kind)
             else:
@@ -142,10 +160,27 @@ class Seeder:
                         self.archives_wanted.add(archive)
                 # Everything outside archive-v0 is copied, built wheels included: only archives are
                 # immutable by uv's contract, and a build backend may reopen its wheel for writing.
-                self._copy_file(Path(entry.path), target, child_rel)
+                if not self._kept_copy(entry, target, child_rel):
+                    self.copies.append((Path(entry.path), target, child_rel))
 
     def _copy_file(self, src: Path, dst: Path, rel: str) -> None:
-        self.copies.append((src, dst, rel))
+        if not self._kept_copy(src, dst, rel):
+            self.copies.append((src, dst, rel))
+
+    def _kept_copy(self, src: Path | os.DirEntry[str], dst: Path, rel: str) -> bool:
+        """Warm: True when the job cache has `dst` as this copy of `src` would make it (it is recorded as if
+        copied now); else whatever is in its way is cleared for the copy."""
+        if self.warm is None:
+            return False
+        self.warm.made_file(rel)
+        src_stat = src.stat(follow_symlinks=False) if isinstance(src, os.DirEntry) else os.stat(src)
+        kept = self.warm.keeps_copy(src_stat, dst)
+        if kept is None:
+            return False
+        self.manifest.files[rel] = (kept.st_size, kept.st_mtime_ns)
+        self.stats.files += 1
+        self.stats.copied += 1
+        return True
 
     def _flush_copies(self) -> None:
         copies, self.copies = self.copies, []
@@ -163,9 +198,19 @@ class Seeder:
     def _seed_archives(self, ids: Iterable[str]) -> None:
         archive_src = self.req.shared / ARCHIVE_BUCKET
         archive_dst = self.req.job / ARCHIVE_BUCKET
-        fsops.makedirs(archive_dst)
-        todo = [a for a in sorted(ids) if a not in self.manifest.archives and (archive_src / a).is_dir()
-                and not (archive_dst / a).exists()]
+        self._dir(archive_dst, ARCHIVE_BUCKET)
+        wanted = [a for a in sorted(ids) if a not in self.manifest.archives and (archive_src / a).is_dir()]
+        todo = []
+        for archive in wanted:
+            kept = self.warm.keeps_archive(archive_src / archive, archive_dst / archive) if self.warm else None
+            if kept is not None:
+                self.stats.files += kept
+                self.stats.linked += kept
+                self.stats.kept += kept
+                self.stats.entries += 1
+                self.manifest.archives.add(archive)
+            elif not (archive_dst / archive).exists():
+                todo.append(archive)
         count = self._link_archives(todo, archive_src, archive_dst)
         self.stats.files += count.files
         self.stats.bytes += count.bytes
@@ -176,7 +221,7 @@ class Seeder:
         if self.req.packages is not None:
             # The job named what it needs (key files): the archive's folder mtime records this use,
             # for `ci-cache prune`'s LRU order. A full seed says nothing about use.
-            for archive in todo:
+            for archive in wanted:
                 with contextlib.suppress(OSError, CiCacheError):
                     fsops.touch(archive_src / archive)
 
