@@ -33,13 +33,14 @@ def _tool_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         elif s.get("scope") == "none" or not s:
             seed_text = "-"
         else:
-            seed_text = (f"{s.get('files', 0)} files, {_size(s.get('bytes', 0))} "
-                         f"({s.get('linked', 0)} linked, {s.get('copied', 0)} copied; {s.get('scope')})")
+            # A link takes no space: the bytes are those of the copies alone.
+            seed_text = (f"{s.get('files', 0)} files: {s.get('linked', 0)} linked, {s.get('copied', 0)} copied, "
+                         f"{_size(s.get('bytes', 0))} copied ({s.get('scope')})")
         if "failed" in m:
             merge_text = f"failed: {m['failed']}"
         elif m:
-            merge_text = (f"{m.get('entries', 0)} entries, {m.get('files', 0)} files, {_size(m.get('bytes', 0))}"
-                          f"; {m.get('kept_existing', 0)} already there")
+            merge_text = (f"{m.get('entries', 0)} entries ({m.get('files', 0)} files, {_size(m.get('bytes', 0))} "
+                          f"copied); {m.get('kept_existing', 0)} already there")
         else:
             merge_text = "-"
         rows.append((tool, seed_text, merge_text))
@@ -98,12 +99,13 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(summary: dict[str, Any], env: Mapping[str, str], *, as_json: bool, json_file: str | None = None) -> None:
-    """Show the summary: as JSON on stdout or as text on stderr, also as JSON in `json_file` when given, and
-    as markdown in the CI's step summary when it has one."""
+def report(summary: dict[str, Any], env: Mapping[str, str], *, as_json: bool, json_file: str | None = None,
+           show_text: bool = True) -> None:
+    """Show the summary: as JSON on stdout or (when `show_text`) as text on stderr, also as JSON in
+    `json_file` when given, and as markdown in the CI's step summary when it has one."""
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
-    else:
+    elif show_text:
         log.info(text(summary).removeprefix("ci-cache: "))
     if json_file:
         fsops.write_atomic(Path(json_file), json.dumps(summary, indent=2, default=str).encode())

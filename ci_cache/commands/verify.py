@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     cfg = options.load_config(args, env).config
     cache = Path(args.path) if args.path else Store(options.resolve_root(cfg, env)).shared_cache("uv")
+    if not args.path and not cache.is_dir():
+        # A new root, or one no job has merged into yet: nothing can be broken in it.
+        if args.json:
+            print(json.dumps({"cache": str(cache), "ok": True, "findings": []}, indent=2))
+        else:
+            print(f"{cache}: no shared uv cache yet, nothing to check\n  OK")
+        return 0
     uv = BUILTINS["uv"]()
     report = verify.check(uv, cache, grace=cfg.gc.grace)
     if args.fix:
@@ -39,8 +45,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(json.dumps({"cache": str(cache), "ok": report.ok, "findings": [
             {"kind": f.kind, "path": f.path, "problem": f.problem} for f in report.findings]}, indent=2))
     else:
-        print(verify.render(report), file=sys.stderr)
+        print(verify.render(report))
     if not report.ok:
-        raise VerifyFailed(f"{cache}: {len(report.errors)} broken entr{'y' if len(report.errors) == 1 else 'ies'}",
-                           hint="run `ci-cache verify --fix`")
+        errors = len(report.errors)
+        raise VerifyFailed(f"{cache}: {errors} broken entr{'y' if errors == 1 else 'ies'}", hint=verify.advice(report))
     return 0

@@ -13,8 +13,8 @@ from ci_cache.remote.layout import Entry
 
 @dataclass
 class SeedStats:
-    files: int = 0
-    bytes: int = 0
+    files: int = 0  # files made: linked + copied
+    bytes: int = 0  # of the copies alone: a hardlink takes no space
     linked: int = 0
     copied: int = 0
     entries: int = 0
@@ -27,7 +27,7 @@ class SeedStats:
 @dataclass
 class MergeStats:
     files: int = 0
-    bytes: int = 0
+    bytes: int = 0  # of the copies alone: a hardlink takes no space
     entries: int = 0
     kept_existing: int = 0
     skipped: int = 0

@@ -53,7 +53,7 @@ class GenericTool:
                 st = os.stat(dst)
                 manifest[rel] = [st.st_size, st.st_mtime_ns]
                 stats.files += 1
-                stats.bytes += st.st_size
+                stats.bytes += 0 if linked else st.st_size  # a link takes no space: copies only
                 stats.linked += int(linked)
                 stats.copied += int(not linked)
         fsops.write_atomic(request.manifest, json.dumps(manifest).encode())
