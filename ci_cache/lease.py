@@ -17,10 +17,6 @@ from pathlib import Path
 from ci_cache import locks, osapi
 from ci_cache.errors import StoreError
 
-# Env vars by which CI systems find and kill a step's leftover processes. The holder must outlive the
-# setup step (Jenkins kills a `sh` step's children when the step ends), so it does not carry them.
-_PROCESS_TRACKING_VARS = ("JENKINS_NODE_COOKIE", "BUILD_ID", "JENKINS_SERVER_COOKIE", "RUNNER_TRACKING_ID")
-
 READY = b"ready\n"
 BUSY = b"busy\n"
 HANDOVER_QUIET_SECONDS = 5.0
@@ -53,7 +49,7 @@ def start_holder(lease_path: Path, ttl: float, env: Mapping[str, str]) -> int:
     Raises LeaseTaken when another process holds the lease already: the holder's own non-blocking lock
     is the one place that decides, so of two setups started at the same instant exactly one gets it.
     """
-    child_env = {k: v for k, v in env.items() if k not in _PROCESS_TRACKING_VARS}
+    child_env = osapi.outliving_env(env)  # it must outlive the setup step
     proc = subprocess.Popen(
         [sys.executable, "-m", "ci_cache.lease", str(lease_path), str(ttl)],
         stdin=subprocess.DEVNULL,

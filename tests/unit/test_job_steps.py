@@ -7,23 +7,36 @@ background delete is replaced by an in-process one where a test releases a dir.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from ci_cache import config, fsops, job, osapi, prune
+from ci_cache import config, fsops, gc, job, jobdirs, osapi, prune
 from ci_cache.errors import JobBusy, StoreError, UsageError
 from ci_cache.job import bound, claim, context, env, merge, record, release, seed
 from ci_cache.providers import JobIdentity
+from ci_cache.store import Store
 from ci_cache.tools.generic import GenericTool, TempTool
 
 
 @pytest.fixture(autouse=True)
-def no_background_delete(monkeypatch: pytest.MonkeyPatch) -> None:
-    """release_dir deletes here instead of in a background process (the unit tier starts none)."""
-    monkeypatch.setattr(osapi, "start_background_delete", lambda path: False)
+def background_deletes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The detached delete of a released dir runs here instead (the unit tier starts no process); returns
+    the dirs it was given, in order."""
+    started: list[Path] = []
+
+    def delete_here(path: Path, env: object = None) -> bool:
+        started.append(path)
+        with contextlib.suppress(StoreError):  # what is held stays, as with `rd /s /q`
+            fsops.rmtree(path)
+        return True
+
+    monkeypatch.setattr(osapi, "start_background_delete", delete_here)
+    return started
 
 
 def make_ctx(root: Path, *, trusted: bool = True, windows: bool = False, **settings: object) -> job.Context:
@@ -118,23 +131,67 @@ def test_record_write_keeps_created_and_extra_across_writes(tmp_path: Path) -> N
     assert second["trusted"] is True and second["provider"] == "local"
 
 
-def test_release_dir_renames_away_at_once_and_falls_back_to_deleting_here(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_release_dir_moves_the_dir_away_at_once_for_a_background_delete(
+    tmp_path: Path, background_deletes: list[Path]
 ) -> None:
-    job_dir = tmp_path / "jobs" / "j1"
-    (job_dir / "uv").mkdir(parents=True)
-    release.release_dir(job_dir)
-    assert not job_dir.exists() and list((tmp_path / "jobs").iterdir()) == []
+    store = Store(tmp_path / "root")
+    job_dir = jobdirs.new_dir(store, "j1")
+    (job_dir / "uv").mkdir()
+    store.write_record("j1", {"job": "build-1", "dir": str(job_dir)})
+    assert release.release_dir(store, "j1", job_dir, {}) is None
+    (trash,) = background_deletes
+    assert trash.parent == store.jobs_dir and trash.name.startswith(fsops.TEMP_PREFIX)  # renamed, then deleted
+    assert not job_dir.exists() and store.read_record("j1") is None and list(store.jobs_dir.iterdir()) == []
+    assert release.release_dir(store, "j1", job_dir, {}) is None  # already gone: nothing to do
 
-    (job_dir / "uv").mkdir(parents=True)
 
-    def cannot_rename(path: Path) -> Path:
-        raise PermissionError(13, "held open")
+def test_a_dir_that_cannot_be_moved_stays_marked_finished_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background_deletes: list[Path]
+) -> None:
+    """What a scanner's open file does on Windows: the rename fails. Nothing is retried or deleted inline."""
+    store = Store(tmp_path / "root")
+    job_dir = jobdirs.new_dir(store, "j1")
+    (job_dir / "uv").mkdir()
+    store.write_record("j1", {"job": "build-1", "dir": str(job_dir)})
+    renames: list[str] = []
 
-    monkeypatch.setattr(fsops, "rename_away", cannot_rename)
-    release.release_dir(job_dir)
-    assert not job_dir.exists()
-    release.release_dir(job_dir)  # already gone: nothing to do
+    def held(src: str, dst: str) -> None:
+        renames.append(src)
+        raise PermissionError(13, "Sharing violation", src, None, 32)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "rename", held)
+        warning = release.release_dir(store, "j1", job_dir, {})
+    assert warning is not None and warning.count("Sharing violation") == 1 and "(" not in warning.split("):")[1]
+    assert renames == [str(job_dir)]  # one attempt
+    assert store.read_record("j1") is None
+    mark = jobdirs.finished_mark(job_dir)
+    assert json.loads(mark.read_text())["job"] == "build-1"  # the record, renamed: it says the job finished
+    assert background_deletes == [job_dir]  # what is not held goes now, in place (here: all of it)
+    assert gc.collect(store, grace=3600).reclaimed_finished == [] and not mark.exists()  # its dir went meanwhile
+
+
+def test_setup_never_waits_for_nor_deletes_what_a_finished_allocation_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background_deletes: list[Path]
+) -> None:
+    ctx = make_ctx(tmp_path / "root")
+    first = job.setup(ctx, in_process=True)
+    assert first.job_dir.parent == ctx.store.jobs_dir and first.job_dir.name.startswith(ctx.key + ".")
+    with monkeypatch.context() as patched:
+        patched.setattr(osapi, "start_background_delete", lambda path, env=None: False)
+        patched.setattr(jobdirs, "move_away", _held)
+        result = job.finish(ctx, "success", held=first.lease)
+    assert first.job_dir.is_dir() and len(result.warnings) == 1
+    second = job.setup(ctx, in_process=True)  # the same id: a dir of its own, the old one untouched
+    assert second.job_dir != first.job_dir and second.job_dir.is_dir() and first.job_dir.is_dir()
+    assert background_deletes == []
+    assert ctx.store.read_record(ctx.key)["dir"] == str(second.job_dir)  # type: ignore[index]
+    job.finish(ctx, "success", held=second.lease)
+    assert not second.job_dir.exists() and first.job_dir.is_dir()
+
+
+def _held(path: Path) -> Path:
+    raise PermissionError(13, "Sharing violation", str(path), None, 32)
 
 
 # ---------------------------------------------------------------------------------------------------------

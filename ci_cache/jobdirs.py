@@ -1,0 +1,138 @@
+"""The dirs of jobs under a root: a fresh one per allocation, and the leftovers of finished and dead ones.
+
+A job's dir is `jobs/<key>.<gen>`, where `<gen>` is new for every allocation: so a new allocation of a job id
+never waits for, nor deletes, what an earlier one left. (On Windows a dir with a file held open inside, by
+an antivirus scan or a process the job left behind, can be neither moved nor deleted until it is let go.)
+The job's record (`<key>.json`) names its dir. Dirs of older versions, `jobs/<key>`, are still found.
+
+A finished job's dir is moved out of the way at once (renamed to a temp name, which `gc` knows as trash)
+and deleted by a detached process. When it cannot be moved, it stays, and its record is renamed to
+`<dir>.finished` beside it: that says the job finished, so `gc` reclaims the dir as soon as it can,
+without the grace period that the dirs of jobs that died get; and, unlike the record, it outlives the
+id's next allocation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ci_cache import fsops, osapi
+from ci_cache.errors import CiCacheError
+from ci_cache.store import Store
+
+FINISHED_SUFFIX = ".finished"
+_GEN_RE = re.compile(r"\.[0-9a-f]{4}\Z")
+
+
+def new_dir(store: Store, key: str) -> Path:
+    """Make a dir of its own for a new allocation of `key`, whatever earlier ones of the id left."""
+    store.jobs_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = store.jobs_dir / f"{key}.{secrets.token_hex(2)}"
+        with contextlib.suppress(FileExistsError):
+            path.mkdir()
+            return path
+
+
+def listing(store: Store) -> list[str]:
+    """The names in the jobs dir (one listing serves every key)."""
+    try:
+        return os.listdir(store.jobs_dir)
+    except FileNotFoundError:
+        return []
+
+
+def dirs_of(store: Store, key: str, names: Iterable[str]) -> list[Path]:
+    """The job dirs of `key` among `names`: each allocation's `<key>.<gen>`, and an old version's `<key>`."""
+    found = []
+    for name in names:
+        if name == key or (name.startswith(key + ".") and _GEN_RE.fullmatch(name[len(key):])):
+            path = store.jobs_dir / name
+            if path.is_dir():
+                found.append(path)
+    return sorted(found)
+
+
+def current(store: Store, key: str, record: Mapping[str, Any]) -> Path:
+    """The dir a record names (records of older versions name none: theirs was `jobs/<key>`)."""
+    named = record.get("dir")
+    return Path(named) if isinstance(named, str) and named else store.job_dir(key)
+
+
+def finished_mark(job_dir: Path) -> Path:
+    """Beside a dir that finish could not move away: its record, saying that the job finished."""
+    return job_dir.with_name(job_dir.name + FINISHED_SUFFIX)
+
+
+def is_finished(job_dir: Path, names: Iterable[str]) -> bool:
+    return job_dir.name + FINISHED_SUFFIX in names
+
+
+def trash(store: Store, names: Iterable[str]) -> list[Path]:
+    """Dirs moved out of the way for a delete (a background one may still be working on them)."""
+    return [store.jobs_dir / n for n in sorted(names) if n.startswith(fsops.TEMP_PREFIX)]
+
+
+# A scan holds a file for seconds, longer than a job should wait: a dir that cannot move now stays.
+ONE_ATTEMPT = fsops.RetryBudget(attempts=1)
+
+
+def move_away(job_dir: Path) -> Path:
+    """Rename a dir to a temp name beside it (trash), in one attempt; OSError (StoreError when a file in it
+    is held open) when it cannot be moved now."""
+    away = fsops.temp_sibling(job_dir)
+    fsops.with_retry(lambda: os.rename(osapi.extended_path(job_dir), osapi.extended_path(away)),
+                     f"move {job_dir} out of the way", ONE_ATTEMPT)
+    return away
+
+
+def discard(job_dir: Path, env: Mapping[str, str] | None) -> Path | None:
+    """Move a dir nobody uses any more out of the way and have a detached process delete it; nobody waits.
+    Returns where it went (it stays there for `gc` when no detached delete can start), or None when it
+    cannot be moved now and stays where it is."""
+    try:
+        away = move_away(job_dir)
+    except (OSError, CiCacheError):
+        return None
+    osapi.start_background_delete(away, env)
+    return away
+
+
+def why_not(exc: BaseException) -> str:
+    """An OS error's own words, once (a StoreError of fsops carries it as its cause, with a hint)."""
+    cause = exc.__cause__ if isinstance(exc, CiCacheError) and exc.__cause__ is not None else exc
+    return getattr(cause, "strerror", None) or str(cause)
+
+
+def mark_finished(job_dir: Path, record: Path | None) -> None:
+    """Say that the job of `job_dir` is over: its record renamed to the mark when there is one (no new file
+    for a scanner to hold), else a mark written anew."""
+    mark = finished_mark(job_dir)
+    if record is not None and record.exists():
+        fsops.replace(record, mark)
+    else:
+        fsops.write_atomic(mark, json.dumps({"dir": str(job_dir)}).encode())
+
+
+def reclaim_finished(job_dir: Path, env: Mapping[str, str] | None, *, background: bool) -> bool:
+    """Delete a finished job's leftover dir, then its mark; False when something in it is still held.
+
+    `background` (the gc at a job's setup): moved away and deleted by a detached process, as finish does,
+    so that no job waits for it; otherwise (`ci-cache gc`) deleted here, with retries."""
+    if background:
+        if discard(job_dir, env) is None:
+            return False
+    else:
+        try:
+            fsops.rmtree(job_dir)
+        except CiCacheError:
+            return False
+    fsops.unlink(finished_mark(job_dir))
+    return True
