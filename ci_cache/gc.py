@@ -51,12 +51,12 @@ def collect(store: Store, *, grace: float, now: float | None = None, background:
     names = jobdirs.listing(store)
     for key in store.job_keys():
         dirs = jobdirs.dirs_of(store, key, names)
-        for job_dir in [d for d in dirs if jobdirs.is_finished(d, names)]:
+        finished = [store.jobs_dir / m.removesuffix(jobdirs.FINISHED_SUFFIX) for m in jobdirs.marks(key, names)]
+        for job_dir in [d for d in dirs if d in finished]:
             dirs.remove(job_dir)  # a finished job's: no grace, whoever holds the id's lease now
             if _reclaim(job_dir, report, background=background, env=env):
-                fsops.unlink(jobdirs.finished_mark(job_dir))
                 report.reclaimed_finished.append(str(job_dir))
-        _drop_orphan_marks(store, key, names)
+        _drop_finished_traces(store, key, finished, background=background)
         lease_path = store.lease(key)
         handle = osapi.try_lock(lease_path) if lease_path.exists() else None
         if lease_path.exists() and handle is None:
@@ -76,7 +76,7 @@ def collect(store: Store, *, grace: float, now: float | None = None, background:
                 if key in report.reclaimed_jobs:
                     fsops.unlink(lease_path)
     report.reclaimed_temp = reclaim_temp_dirs(store, grace=grace, now=now) + reclaim_trash(
-        store, names, now=now, background=background, env=env)
+        store, names, now=now, quiet=min(TRASH_QUIET_SECONDS, grace), background=background, env=env)
     return report
 
 
@@ -94,30 +94,43 @@ def _reclaim(job_dir: Path, report: GcReport, *, background: bool, env: Mapping[
     return True
 
 
-def _drop_orphan_marks(store: Store, key: str, names: list[str]) -> None:
-    """Finished marks whose dir a detached delete has removed meanwhile."""
-    for name in names:
-        if name.startswith(key + ".") and name.endswith(jobdirs.FINISHED_SUFFIX):
-            mark = store.jobs_dir / name
-            if not mark.with_name(name.removesuffix(jobdirs.FINISHED_SUFFIX)).exists():
-                fsops.unlink(mark)
+def _drop_finished_traces(store: Store, key: str, finished: list[Path], *, background: bool) -> None:
+    """The marks of finished jobs whose dir is gone, and the record that names such a dir (finish could not
+    delete it: a scan held it). The gc of a setup waits for no file: what is held now goes next time."""
+    record = store.read_record(key)
+    current = jobdirs.current(store, key, record) if record is not None else None
+    for job_dir in finished:
+        if os.path.lexists(job_dir):
+            continue
+        paths = [store.record(key)] if job_dir == current else []
+        for path in [*paths, jobdirs.finished_mark(job_dir)]:
+            with contextlib.suppress(OSError, CiCacheError):
+                if background:
+                    jobdirs.try_delete(path)
+                else:
+                    fsops.unlink(path)
 
 
 # A background delete changes its dir's mtime with every entry it removes: one that changed this
-# recently may still be being deleted, and is left to it.
+# recently may still be being deleted, and is left to it (a shorter grace, as in `gc --grace 0s`, wins).
 TRASH_QUIET_SECONDS = 60.0
 
 
-def reclaim_trash(store: Store, names: list[str] | None = None, *, now: float, background: bool = False,
-                  env: Mapping[str, str] | None = None) -> list[str]:
+def reclaim_trash(store: Store, names: list[str] | None = None, *, now: float, quiet: float = TRASH_QUIET_SECONDS,
+                  background: bool = False, env: Mapping[str, str] | None = None) -> list[str]:
     """Job dirs moved away for a background delete that did not complete (a file was held, or it died)."""
     reclaimed: list[str] = []
     for path in jobdirs.trash(store, jobdirs.listing(store) if names is None else names):
         try:
-            quiet = now - os.lstat(path).st_mtime >= TRASH_QUIET_SECONDS
+            is_quiet = now - os.lstat(path).st_mtime >= quiet
         except FileNotFoundError:
             continue  # its delete has just finished
-        if not quiet:
+        if not is_quiet:
+            continue
+        if not path.is_dir():  # a file left for gc (a probe a scanner held): one unlink, no process for it
+            with contextlib.suppress(OSError, CiCacheError):
+                fsops.unlink(path)
+                reclaimed.append(str(path))
             continue
         if background:
             if osapi.start_background_delete(path, env):

@@ -111,28 +111,44 @@ def why_not(exc: BaseException) -> str:
     return getattr(cause, "strerror", None) or str(cause)
 
 
-def mark_finished(job_dir: Path, record: Path | None) -> None:
-    """Say that the job of `job_dir` is over: its record renamed to the mark when there is one (no new file
-    for a scanner to hold), else a mark written anew."""
+def mark_finished(job_dir: Path, record: Path) -> None:
+    """Say that the job of `job_dir` is over, and never wait to say it: its record renamed to the mark in
+    one attempt; or, when that cannot be (a scan holds the record, as it holds any file it has not seen
+    before), a mark made anew with the record's content. Making a file waits for nobody; the record left
+    beside it names the same dir, and gc drops both."""
     mark = finished_mark(job_dir)
-    if record is not None and record.exists():
-        fsops.replace(record, mark)
-    else:
-        fsops.write_atomic(mark, json.dumps({"dir": str(job_dir)}).encode())
-
-
-def reclaim_finished(job_dir: Path, env: Mapping[str, str] | None, *, background: bool) -> bool:
-    """Delete a finished job's leftover dir, then its mark; False when something in it is still held.
-
-    `background` (the gc at a job's setup): moved away and deleted by a detached process, as finish does,
-    so that no job waits for it; otherwise (`ci-cache gc`) deleted here, with retries."""
-    if background:
-        if discard(job_dir, env) is None:
-            return False
-    else:
+    try:
+        fsops.with_retry(lambda: os.rename(osapi.extended_path(record), osapi.extended_path(mark)),
+                         f"rename {record}", ONE_ATTEMPT)
+        return
+    except FileNotFoundError:
+        content = b""
+    except (OSError, CiCacheError):
         try:
-            fsops.rmtree(job_dir)
-        except CiCacheError:
-            return False
-    fsops.unlink(finished_mark(job_dir))
-    return True
+            content = record.read_bytes()  # a scan shares reading
+        except OSError:
+            content = b""
+    with open(osapi.extended_path(mark), "wb") as fh:
+        fh.write(content or json.dumps({"dir": str(job_dir)}).encode())
+
+
+def try_delete(path: Path) -> None:
+    """Delete a file in one attempt (OSError, or StoreError when it is held open)."""
+    try:
+        fsops.with_retry(lambda: os.unlink(osapi.extended_path(path)), f"delete {path}", ONE_ATTEMPT)
+    except FileNotFoundError:
+        return
+
+
+def drop_record(record: Path, job_dir: Path) -> None:
+    """Delete a finished job's record in one attempt; when a scan holds it, mark the job finished instead,
+    so that gc drops the record as soon as it can, and no one waits for it now."""
+    try:
+        try_delete(record)
+    except (OSError, CiCacheError):
+        mark_finished(job_dir, record)
+
+
+def marks(key: str, names: Iterable[str]) -> list[str]:
+    """The names of the key's finished marks, each `<dir name>.finished`."""
+    return sorted(n for n in names if n.startswith(key + ".") and n.endswith(FINISHED_SUFFIX))

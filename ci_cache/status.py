@@ -28,6 +28,8 @@ def collect(store: Store) -> dict[str, Any]:
         for job_dir in [d for d in dirs if jobdirs.is_finished(d, names)]:
             dirs.remove(job_dir)
             finished.append({"key": key, "job": _mark_job(jobdirs.finished_mark(job_dir)), "dir": str(job_dir)})
+        if record is not None and jobdirs.is_finished(jobdirs.current(store, key, record), names):
+            record = None  # a finished job's record, which a scan held when finish deleted it: gc drops it
         if record is None and not dirs and not store.lease(key).exists():
             continue
         record = record or {}

@@ -71,8 +71,19 @@ def text(summary: dict[str, Any]) -> str:
     retry_line = _retries(summary)
     if retry_line:
         lines.append(f"  {retry_line}")
+    left = _left_for_gc(summary)
+    if left:
+        lines.append(f"  {left}")
     lines.extend(f"  warning: {w}" for w in summary.get("warnings", []))
     return "\n".join(lines)
+
+
+def _left_for_gc(summary: dict[str, Any]) -> str | None:
+    cleanup: dict[str, str] = summary.get("cleanup") or {}
+    if "left_for_gc" not in cleanup:
+        return None
+    return (f"cleanup: the job dir {cleanup['left_for_gc']} was held open ({cleanup.get('reason')}), by a scan or "
+            "a process the job left running: it is marked finished, and the next gc deletes it")
 
 
 def _cell(text: str) -> str:
@@ -95,6 +106,9 @@ def markdown(summary: dict[str, Any]) -> str:
     retry_line = _retries(summary)
     if retry_line:
         lines += ["", retry_line]
+    left = _left_for_gc(summary)
+    if left:
+        lines += ["", _cell(left)]
     lines += [f"\n> warning: {w}" for w in summary.get("warnings", [])]
     return "\n".join(lines) + "\n"
 

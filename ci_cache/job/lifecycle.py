@@ -94,13 +94,19 @@ def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = Non
 
 
 def _cleanup(ctx: Context, result: FinishResult, job_dir: Path) -> None:
-    """The job dir out of the way and deleted by a detached process: the job never waits for the delete."""
+    """The job dir out of the way and deleted by a detached process: the job never waits for the delete.
+
+    A dir held open by another process (a scan) stays for gc: said once in the summary, as a fact, not as
+    a warning, since nothing is wrong with the job or the caches; any other failure is one warning.
+    """
     started = time.monotonic()
     try:
-        warning = release.release_dir(ctx.store, ctx.key, job_dir, ctx.env)
+        left = release.release_dir(ctx.store, ctx.key, job_dir, ctx.env)
     except (OSError, CiCacheError) as exc:
-        warning = f"could not release the job dir {job_dir} ({jobdirs.why_not(exc)}); `ci-cache gc` reclaims it"
-    if warning:
-        result.warnings.append(warning)  # the summary shows it, once
+        left = release.LeftForGc(job_dir, jobdirs.why_not(exc), held=False)
+    if left is not None:
+        result.cleanup = {"left_for_gc": str(left.job_dir), "reason": left.reason}
+        if not left.held:
+            result.warnings.append(f"could not release the job dir {left.job_dir} ({left.reason}); "
+                                   "`ci-cache gc` deletes it")
     result.phases["cleanup"] = round(time.monotonic() - started, 4)
-

@@ -4,6 +4,7 @@ process), then its record. What cannot go yet is marked finished for `gc` (`jobd
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from ci_cache import fsops, jobdirs, osapi
@@ -11,26 +12,34 @@ from ci_cache.errors import CiCacheError
 from ci_cache.store import Store
 
 
-def release_dir(store: Store, key: str, job_dir: Path, env: Mapping[str, str] | None) -> str | None:
+@dataclass(frozen=True)
+class LeftForGc:
+    """A finished job's dir that could not be moved away, and why: it stays, marked finished, for gc."""
+
+    job_dir: Path
+    reason: str
+    held: bool  # held open by another process (a scan, Windows): expected, no fault of the job's
+
+
+def release_dir(store: Store, key: str, job_dir: Path, env: Mapping[str, str] | None) -> LeftForGc | None:
     """Take a finished job's dir out of the way and drop its record; the lease is the caller's to give back.
 
-    Returns a warning when the dir could not be moved (a file in it is held open, as a scanner does on
-    Windows): then it stays where it is, its record renamed to say the job finished, and a detached process
-    deletes what it can of it now; `gc` (that of the next job's setup, too) reclaims the rest once let go.
+    When the dir cannot be moved (a file in it held open, as scanners do on Windows), it stays where it
+    is, its record renamed to say the job finished, and a detached process deletes what it can of it now;
+    `gc` (that of the next job's setup, too) reclaims the rest once it is let go. Nothing waits.
     """
     if not job_dir.exists():
-        fsops.unlink(store.record(key))
+        jobdirs.drop_record(store.record(key), job_dir)
         return None
     try:
         away = jobdirs.move_away(job_dir)
     except (OSError, CiCacheError) as exc:
         jobdirs.mark_finished(job_dir, store.record(key))
         osapi.start_background_delete(job_dir, env)  # all but the held files; the mark stays beside it
-        return (f"could not move the job dir {job_dir} away ({jobdirs.why_not(exc)}): a file in it is still held "
-                "open, by an antivirus scan or a process the job left running; it is marked finished, and the "
-                "next `ci-cache gc`, or the next job's setup, deletes it")
+        # fsops says StoreError for the errors of a file held open; any other OSError is a fault.
+        return LeftForGc(job_dir, jobdirs.why_not(exc), held=isinstance(exc, CiCacheError))
     osapi.start_background_delete(away, env)
-    fsops.unlink(store.record(key))
+    jobdirs.drop_record(store.record(key), job_dir)
     return None
 
 

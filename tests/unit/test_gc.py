@@ -208,6 +208,7 @@ def test_gc_reclaims_trash_a_dead_background_delete_left(tmp_path: Path) -> None
     report = gc.collect(store, grace=3600)
     assert str(dead) in report.reclaimed_temp and not dead.exists()
     assert busy.exists()  # still changing: a background delete may be working on it
+    assert str(busy) in gc.collect(store, grace=0).reclaimed_temp and not busy.exists()  # `gc --grace 0s`: now
 
 
 def finished_leftover(store: Store, key: str, *, age_seconds: float) -> Path:
@@ -277,3 +278,13 @@ def test_dead_allocations_of_every_generation_go_after_the_grace(store: Store) -
         age(path, GRACE * 2)
     assert gc.collect(store, grace=GRACE, now=NOW).reclaimed_jobs == ["jgen00000001"]
     assert not any(d.exists() for d in dirs) and store.job_keys() == []
+
+
+def test_a_file_left_in_the_jobs_dir_for_gc_goes_without_a_process(
+    store: Store, background_deletes: list[Path]
+) -> None:
+    probe = store.jobs_dir / f"{fsops.TEMP_PREFIX}9-probe"
+    probe.write_text("ci-cache probe")
+    age(probe, 120)
+    report = gc.collect(store, grace=GRACE, now=NOW, background=True)
+    assert report.reclaimed_temp == [str(probe)] and not probe.exists() and background_deletes == []

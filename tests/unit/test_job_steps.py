@@ -8,6 +8,7 @@ background delete is replaced by an in-process one where a test releases a dir.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from dataclasses import replace
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import config, fsops, gc, job, jobdirs, osapi, prune
+from ci_cache import config, fsops, gc, job, jobdirs, osapi, prune, status, summary
 from ci_cache.errors import JobBusy, StoreError, UsageError
 from ci_cache.job import bound, claim, context, env, merge, record, release, seed
 from ci_cache.providers import JobIdentity
@@ -145,7 +146,7 @@ def test_release_dir_moves_the_dir_away_at_once_for_a_background_delete(
     assert release.release_dir(store, "j1", job_dir, {}) is None  # already gone: nothing to do
 
 
-def test_a_dir_that_cannot_be_moved_stays_marked_finished_with_one_warning(
+def test_a_dir_that_cannot_be_moved_stays_marked_finished(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background_deletes: list[Path]
 ) -> None:
     """What a scanner's open file does on Windows: the rename fails. Nothing is retried or deleted inline."""
@@ -154,21 +155,57 @@ def test_a_dir_that_cannot_be_moved_stays_marked_finished_with_one_warning(
     (job_dir / "uv").mkdir()
     store.write_record("j1", {"job": "build-1", "dir": str(job_dir)})
     renames: list[str] = []
+    rename = os.rename
 
     def held(src: str, dst: str) -> None:
         renames.append(src)
-        raise PermissionError(13, "Sharing violation", src, None, 32)
+        if src == str(job_dir):
+            raise OSError(errno.EBUSY, "Sharing violation", src)  # transient, as fsops sees winerror 32 on Windows
+        rename(src, dst)
 
     with monkeypatch.context() as patched:
         patched.setattr(os, "rename", held)
-        warning = release.release_dir(store, "j1", job_dir, {})
-    assert warning is not None and warning.count("Sharing violation") == 1 and "(" not in warning.split("):")[1]
-    assert renames == [str(job_dir)]  # one attempt
+        left = release.release_dir(store, "j1", job_dir, {})
+    assert left == release.LeftForGc(job_dir, "Sharing violation", held=True)  # the OS's words, once
+    assert renames == [str(job_dir), str(store.record("j1"))]  # one attempt each
     assert store.read_record("j1") is None
     mark = jobdirs.finished_mark(job_dir)
     assert json.loads(mark.read_text())["job"] == "build-1"  # the record, renamed: it says the job finished
     assert background_deletes == [job_dir]  # what is not held goes now, in place (here: all of it)
     assert gc.collect(store, grace=3600).reclaimed_finished == [] and not mark.exists()  # its dir went meanwhile
+
+
+def test_a_record_a_scan_holds_is_marked_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background_deletes: list[Path]
+) -> None:
+    """A scan holds every file it has not seen: finish cannot delete (nor rename) the record it just wrote.
+    It makes the finished mark anew instead, and gc drops the record and the mark; no one waits."""
+    store = Store(tmp_path / "root")
+    job_dir = jobdirs.new_dir(store, "j1")
+    store.write_record("j1", {"job": "build-1", "dir": str(job_dir)})
+    attempts: list[str] = []
+
+    def held(path: str, *args: object) -> None:
+        attempts.append(path)
+        raise OSError(errno.EBUSY, "Sharing violation", path)
+
+    rename = os.rename
+
+    def rename_but_the_record(src: str, dst: str) -> None:
+        if src == str(store.record("j1")):
+            held(src)
+        rename(src, dst)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "unlink", held)
+        patched.setattr(os, "rename", rename_but_the_record)
+        assert release.release_dir(store, "j1", job_dir, {}) is None  # the dir itself moved away
+    assert attempts == [str(store.record("j1"))] * 2  # one attempt to delete it, one to rename it
+    mark = jobdirs.finished_mark(job_dir)
+    assert json.loads(mark.read_text())["job"] == "build-1" and store.record("j1").exists()
+    assert status.collect(store)["stale_jobs"] == []  # a finished job's record, not a dead job's
+    gc.collect(store, grace=3600)
+    assert not mark.exists() and not store.record("j1").exists() and store.job_keys() == []
 
 
 def test_setup_never_waits_for_nor_deletes_what_a_finished_allocation_left(
@@ -181,7 +218,11 @@ def test_setup_never_waits_for_nor_deletes_what_a_finished_allocation_left(
         patched.setattr(osapi, "start_background_delete", lambda path, env=None: False)
         patched.setattr(jobdirs, "move_away", _held)
         result = job.finish(ctx, "success", held=first.lease)
-    assert first.job_dir.is_dir() and len(result.warnings) == 1
+    # Held open by another process is no fault of the job's: a fact in the summary, not a warning.
+    assert first.job_dir.is_dir() and result.warnings == []
+    assert result.cleanup == {"left_for_gc": str(first.job_dir), "reason": "Sharing violation"}
+    text = summary.text(result.as_json())
+    assert text.count("Sharing violation") == 1 and "the next gc deletes it" in text
     second = job.setup(ctx, in_process=True)  # the same id: a dir of its own, the old one untouched
     assert second.job_dir != first.job_dir and second.job_dir.is_dir() and first.job_dir.is_dir()
     assert background_deletes == []
@@ -191,7 +232,26 @@ def test_setup_never_waits_for_nor_deletes_what_a_finished_allocation_left(
 
 
 def _held(path: Path) -> Path:
-    raise PermissionError(13, "Sharing violation", str(path), None, 32)
+    raise StoreError(f"move {path} out of the way: still locked by another process after 1 attempts",
+                     hint="an antivirus scanner or another job holds the file") from PermissionError(
+                         13, "Sharing violation", str(path), None, 32)
+
+
+def test_a_dir_that_cannot_be_moved_for_another_reason_is_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = make_ctx(tmp_path / "root")
+    alloc = job.setup(ctx, in_process=True)
+
+    def refused(path: Path) -> Path:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(jobdirs, "move_away", refused)
+        result = job.finish(ctx, "success", held=alloc.lease)
+    assert result.warnings == [f"could not release the job dir {alloc.job_dir} (Permission denied); `ci-cache gc` "
+                               "deletes it"]
+    assert jobdirs.finished_mark(alloc.job_dir).is_file()
 
 
 # ---------------------------------------------------------------------------------------------------------
