@@ -9,7 +9,9 @@ A finished job's dir is moved out of the way at once (renamed to a temp name, wh
 and deleted by a detached process. When it cannot be moved, it stays, and its record is renamed to
 `<dir>.finished` beside it: that says the job finished, so `gc` reclaims the dir as soon as it can,
 without the grace period that the dirs of jobs that died get; and, unlike the record, it outlives the
-id's next allocation.
+id's next allocation. A record a scan holds (it holds every file it has not seen before) can be neither
+deleted nor renamed: then the mark is made anew, and gc drops the record with it. Finish makes one attempt
+at each of these, so that it never waits for a scan.
 """
 
 from __future__ import annotations

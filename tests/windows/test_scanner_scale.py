@@ -163,9 +163,11 @@ def test_eight_jobs_five_waves_under_a_scanner(wine_lab: Lab, agent_index: Index
             downloads.append(len([p for p in agent_index.file_downloads() if p.endswith(".whl")]))
             proc = run_to_exit(wine_lab, ci_cache_argv(wine_lab, "verify", "--root", root))
             verified.append((proc.returncode, proc.stdout + proc.stderr))
-            # Its venvs are done with: the scanner's walks stay the size of one wave (Unix deletes ignore
-            # Windows' sharing rules).
+            # Its venvs and its cold root are done with: the scanner's walks (it polls) stay the size of one
+            # wave, so that it sees a new file as soon in wave 5 as in wave 1 (Unix deletes ignore Windows'
+            # sharing rules).
             shutil.rmtree(waves_dir / f"w{wave}", ignore_errors=True)
+            shutil.rmtree(roots / f"cold-w{wave}", ignore_errors=True)
     scenario_seconds = time.monotonic() - started
     status_before = json.loads(run_to_exit(wine_lab, ci_cache_argv(wine_lab, "status", "--root", root,
                                                                   "--json")).stdout)
@@ -197,8 +199,13 @@ def test_eight_jobs_five_waves_under_a_scanner(wine_lab: Lab, agent_index: Index
         f"{len(found)} calls, {sum(len(r.failures) for r in results)} failed jobs, {len(unprotected)} unprotected, "
         f"{retries} retries, {len(warnings)} warnings, {len(left)} job dirs held open at finish (left for gc); "
         f"verify exits {[code for code, _ in verified]}; scanner held {scanner.get('held')} files, passed "
-        f"{scanner.get('cached')} by its verdict cache; {scenario_seconds:.0f}s",
+        f"{scanner.get('cached')} by its verdict cache, in {scanner.get('passes')} passes "
+        f"({scenario_seconds / max(1, scanner.get('passes') or 1):.2f}s each); {scenario_seconds:.0f}s",
         *(f"  warning, wave {w} job {j} {step}: {text}" for w, j, step, text in warnings),
+        *(f"  unprotected, wave {c['wave']} job {c['job']} {c['step']}: "
+          f"{' | '.join(line for line in c['stderr'].splitlines() if 'ci-cache' in line)[-600:]}"
+          for c in unprotected),
+        *(f"  failed, {line}" for line in failures),
         f"  cleanup phase per call: median {_median(cleanup):.3f}s, max {max(cleanup, default=0):.3f}s",
         f"  per warm call: seed created {_median(seeded):.0f} files (median; min {min(seeded, default=0)}, max "
         f"{max(seeded, default=0)}); the scanner saw {_median(warm_dirs):.0f} files appear in its job dir "

@@ -131,12 +131,15 @@ class Agent:
 
 @contextmanager
 def scanning(lab: Lab, *tops: Path, hold: float = 2.0, poll: float = 0.01, folders: bool = True,
-             seen_log: Path | None = None) -> Iterator[dict[str, Any]]:
+             seen_log: Path | None = None, only: str | None = None) -> Iterator[dict[str, Any]]:
     """Run winside/scanner.py on tops while the body runs; the dict gets its counts when it stops.
-    `seen_log`: the scanner names there every file it sees appear."""
+    `seen_log`: the scanner names there every file it sees appear; `only`: a glob of the paths below a top
+    it looks at (all when None)."""
     argv: list[Arg] = [lab.python_exe, SCANNER_SCRIPT, "--hold", str(hold), "--poll", str(poll), "--log"]
     if seen_log is not None:
         argv += ["--seen-log", seen_log]
+    if only is not None:
+        argv += ["--only", only]
     proc = start_windows([*argv, *(["--folders"] if folders else []), *tops], stdin=subprocess.PIPE, the_lab=lab)
     assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
     # Its stderr (a line per held file) is read as it comes: a full pipe would stop the scanner mid-hold.

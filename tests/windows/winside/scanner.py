@@ -1,6 +1,6 @@
 """A simulated on-access scanner (antivirus, EDR), run by the lab's Windows python.exe under Wine.
 
-    python.exe scanner.py [--hold 2] [--poll 0.1] [--folders] [--log] [--seen-log FILE] DIR...
+    python.exe scanner.py [--hold 2] [--poll 0.1] [--folders] [--log] [--seen-log FILE] [--only GLOB] DIR...
 
 Polls the DIRs (which need not exist yet) and opens every newly seen file, holding it for --hold
 seconds WITHOUT delete sharing (CreateFileW with FILE_SHARE_READ | FILE_SHARE_WRITE only), as scanners
@@ -13,6 +13,8 @@ do. Renaming or deleting a held file then fails with os error 5 or 32, which is 
 - Like real scanners, it caches verdicts: a file whose name and size it has scanned before is not held
   again. (Without that, every retry's fresh copy of the same wheel would be held like the first.)
 
+--only GLOB: only files whose path below a DIR (with `/` separators) matches GLOB, e.g. `*/uv/*`.
+
 --seen-log FILE: every file it sees for the first time is named there, one a line (what a job created, as
 far as a scanner polling every --poll seconds can tell).
 
@@ -24,6 +26,7 @@ polling passes.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import sys
@@ -120,6 +123,7 @@ class Scanner:
     open_entry: Opener
     close: Closer
     seen_log: TextIO | None = None
+    only: str | None = None
     seen: set[str] = field(default_factory=set)
     scanned: set[tuple[str, int]] = field(default_factory=set)  # (name, size) of files scanned
     held: list[_Held] = field(default_factory=list)
@@ -130,6 +134,8 @@ class Scanner:
         now = time.monotonic()
         for top in self.tops:
             for path in _files(top):
+                if self.only and not fnmatch.fnmatchcase(os.path.relpath(path, top).replace(os.sep, "/"), self.only):
+                    continue
                 if path in self.seen:
                     continue
                 self.seen.add(path)
@@ -189,12 +195,13 @@ def main() -> int:
                         help="also hold the folders above a held file (Windows blocks renaming them)")
     parser.add_argument("--log", action="store_true", help="name every file it holds on stderr")
     parser.add_argument("--seen-log", help="name every file seen for the first time in this file")
+    parser.add_argument("--only", help="only files whose path below a DIR matches this glob")
     parser.add_argument("tops", nargs="+")
     args = parser.parse_args()
     open_entry, close = _win_api()
     seen_log = open(args.seen_log, "w", encoding="utf-8") if args.seen_log else None  # noqa: SIM115
     scanner = Scanner([os.path.abspath(t) for t in args.tops], args.hold, args.folders, args.log, open_entry, close,
-                      seen_log=seen_log)
+                      seen_log=seen_log, only=args.only)
     stop = threading.Event()
 
     def wait_for_eof() -> None:
