@@ -17,10 +17,6 @@ from pathlib import Path
 from ci_cache import faults, locks, osapi
 from ci_cache.errors import StoreError
 
-# Env vars by which CI systems find and kill a step's leftover processes. The holder must outlive the
-# setup step (Jenkins kills a `sh` step's children when the step ends), so it does not carry them.
-_PROCESS_TRACKING_VARS = ("JENKINS_NODE_COOKIE", "BUILD_ID", "JENKINS_SERVER_COOKIE", "RUNNER_TRACKING_ID")
-
 READY = b"ready\n"
 BUSY = b"busy\n"
 FAILED = b"failed "
@@ -55,7 +51,7 @@ def start_holder(lease_path: Path, ttl: float, env: Mapping[str, str], *, also_s
     is the one place that decides, so of two setups started at the same instant exactly one gets it.
     `also_shared`: locks the holder also holds shared for the job's life (the root's layout lock).
     """
-    child_env = {k: v for k, v in env.items() if k not in _PROCESS_TRACKING_VARS}
+    child_env = osapi.outliving_env(env)  # it must outlive the setup step
     proc = subprocess.Popen(
         [sys.executable, "-m", "ci_cache.lease", str(lease_path), str(ttl), *map(str, also_shared)],
         stdin=subprocess.DEVNULL,

@@ -85,9 +85,13 @@ class FinishResult:
     seeded: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # {"left_for_gc": dir, "reason": ...} when the job dir could not be moved away (held open) and gc takes it.
+    cleanup: dict[str, str] = field(default_factory=dict)
+    # What setup's env changed in the shell, as it was before (`env.previous`); not part of the summary.
+    restore: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "restore"}
 
 
 def effective_mode(ctx: Context) -> tuple[str, str | None]:

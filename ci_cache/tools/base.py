@@ -13,8 +13,8 @@ from ci_cache.remote.layout import Entry
 
 @dataclass
 class SeedStats:
-    files: int = 0
-    bytes: int = 0
+    files: int = 0  # files made: linked + copied
+    bytes: int = 0  # of the copies alone: a hardlink takes no space
     linked: int = 0
     copied: int = 0
     entries: int = 0
@@ -27,7 +27,7 @@ class SeedStats:
 @dataclass
 class MergeStats:
     files: int = 0
-    bytes: int = 0
+    bytes: int = 0  # of the copies alone: a hardlink takes no space
     entries: int = 0
     kept_existing: int = 0
     skipped: int = 0
@@ -231,6 +231,9 @@ class CacheTool(Protocol):
     commands: tuple[str, ...]
     # Whether the tool has a shared cache at all (the temp tool does not).
     has_shared_cache: bool
+    # The file (relative to a cache) that the tool itself holds locked while any of its commands uses the
+    # cache, so that gc can tell a temp dir in use from a leftover; None when the tool has no such lock.
+    own_lock: str | None
 
     def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:
         ...

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ci_cache.tools import base
-from ci_cache.tools.uv.layout import DEEPEST_SUFFIX, archive_ids, find_uv, interpreter_store
+from ci_cache.tools.uv.layout import DEEPEST_SUFFIX, ROOT_LOCK, archive_ids, find_uv, interpreter_store
 from ci_cache.tools.uv.merge import Merger
 from ci_cache.tools.uv.prune import prune_cache
 from ci_cache.tools.uv.remote import UvRemote
@@ -22,6 +22,7 @@ class UvTool:
     name = "uv"
     commands: tuple[str, ...] = ("uv", "uvx")
     has_shared_cache = True
+    own_lock: str | None = ROOT_LOCK  # every uv command holds it shared for its whole life
 
     def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:
         env = {"UV_CACHE_DIR": str(cache_dir)}
