@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ci_cache import fsops, osapi, status, verify
+from ci_cache.config import Config
 from ci_cache.errors import CiCacheError
 from ci_cache.store import Store
 from ci_cache.tools.uv import DEEPEST_SUFFIX, UvTool, find_uv
@@ -20,6 +21,7 @@ class Check:
     ok: bool
     detail: str
     advice: str = ""
+    warning: bool = False  # no problem (the exit code stays 0), but the advice is worth reading
 
 
 @dataclass
@@ -30,12 +32,13 @@ class Diagnosis:
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
 
-    def add(self, name: str, ok: bool, detail: str, advice: str = "") -> None:
-        self.checks.append(Check(name, ok, detail, advice))
+    def add(self, name: str, ok: bool, detail: str, advice: str = "", *, warning: bool = False) -> None:
+        self.checks.append(Check(name, ok, detail, advice, warning))
 
 
-def diagnose(store: Store, env: Mapping[str, str], *, windows: bool) -> Diagnosis:
+def diagnose(store: Store, env: Mapping[str, str], *, windows: bool, config: Config | None = None) -> Diagnosis:
     d = Diagnosis()
+    config = config or Config()
     try:
         store.ensure()
         d.add("root", True, f"{store.root} is writable")
@@ -71,8 +74,9 @@ def diagnose(store: Store, env: Mapping[str, str], *, windows: bool) -> Diagnosi
     d.add("locks", not bad_locks, "; ".join(bad_locks) or "all lock files can be opened",
           "delete the listed lock files while no job runs")
     state = status.collect(store)
-    stale = state["stale_jobs"]
-    d.add("jobs", not stale, f"{len(state['live_jobs'])} live, {len(stale)} stale job dir(s)",
+    stale, finished = state["stale_jobs"], state["finished_jobs"]
+    held = f"; {len(finished)} finished job dir(s) held open at finish, which gc deletes" if finished else ""
+    d.add("jobs", not stale, f"{len(state['live_jobs'])} live, {len(stale)} stale job dir(s){held}",
           "run `ci-cache gc` to reclaim the stale ones")
     uv_cache = store.shared_cache("uv")
     if uv_cache.is_dir():
@@ -81,6 +85,7 @@ def diagnose(store: Store, env: Mapping[str, str], *, windows: bool) -> Diagnosi
               f"{len(report.errors)} error(s), {sum(f.kind == 'garbage' for f in report.findings)} leftover "
               "temp dir(s)",
               "run `ci-cache verify --fix`")
+    _link_mode(d, config, env, windows=windows)
     av = ("exclude the root from real-time scanning, e.g. PowerShell as admin: "
           f"Add-MpPreference -ExclusionPath '{store.root}' (and the same for your EDR tool)")
     d.add("antivirus", True, "scanners lock fresh files for seconds; ci-cache retries, but an exclusion is faster"
@@ -88,12 +93,36 @@ def diagnose(store: Store, env: Mapping[str, str], *, windows: bool) -> Diagnosi
     return d
 
 
+def _link_mode(d: Diagnosis, config: Config, env: Mapping[str, str], *, windows: bool) -> None:
+    """How uv links isolated jobs' venvs to their caches, where that matters: on Windows, hardlinks share
+    one file object, so a lock on one is a lock on all, and seeded archives are links to the shared files."""
+    mode = config.resolved_mode(windows)
+    if mode != "isolated":
+        return
+    configured = config.resolved_uv_link_mode(windows)
+    link = configured or env.get("UV_LINK_MODE") or ("hardlink" if windows else "")
+    source = "uv_link_mode" if configured else ("UV_LINK_MODE" if env.get("UV_LINK_MODE") else "uv's default")
+    if link == "symlink":
+        d.add("link mode", False, f"UV_LINK_MODE=symlink ({source}) with isolated jobs: their venvs would link "
+              "into the job's cache, which finish deletes",
+              "set `uv_link_mode: copy` (or auto) in ci-cache.yml")
+    elif windows and link == "hardlink":
+        d.add("link mode", True, f"UV_LINK_MODE=hardlink ({source}) with isolated jobs on Windows: seeded archives "
+              "are links to the shared cache's files, and venvs linked from them share those file objects again, "
+              "so one job's loaded module blocks another job's reinstall (8 of 16 jobs failed even after "
+              "retries under a simulated scanner)",
+              "set `uv_link_mode: auto` (copy on Windows), or `clone` on a ReFS Dev Drive", warning=True)
+
+
 def render(d: Diagnosis) -> str:
     lines = []
     for c in d.checks:
-        lines.append(f"[{'ok' if c.ok else 'PROBLEM'}] {c.name}: {c.detail}")
-        if c.advice and (not c.ok or c.name == "antivirus"):
+        lines.append(f"[{'PROBLEM' if not c.ok else 'WARNING' if c.warning else 'ok'}] {c.name}: {c.detail}")
+        if c.advice and (not c.ok or c.warning or c.name == "antivirus"):
             lines.append(f"      -> {c.advice}")
-    lines.append("all good" if d.ok else f"{sum(not c.ok for c in d.checks)} problem(s) found")
+    warnings = sum(c.ok and c.warning for c in d.checks)
+    noted = f", {warnings} warning(s)" if warnings else ""
+    lines.append(("all good" if not warnings else f"no problems{noted}") if d.ok
+                 else f"{sum(not c.ok for c in d.checks)} problem(s) found{noted}")
     return "\n".join(lines)
 

@@ -29,7 +29,15 @@ Contracts per format (what each output is safe for):
   prints what ``json`` prints, for the action that reads it (its outputs, its state).
 - ``gitlab``: ``bash`` on POSIX, ``powershell`` on Windows (the shells of GitLab's shell executor).
 - ``json``: the export's ``document`` (the allocation, as ``setup`` describes it) with its ``env`` and
-  ``path_prepend``, as one ASCII-only JSON object.
+  ``path_prepend`` (and ``unset`` and ``path_remove`` when there are any), as one ASCII-only JSON object.
+
+An export may also undo one (``ci-cache finish --format F`` gives the shell back what setup changed):
+``unset`` names variables to remove, and ``path_remove`` dirs to take out of PATH. Removing is what
+``bash`` (``unset``), ``powershell`` (``$null``) and ``cmd`` (``set "NAME="``) can say; ``dotenv`` and
+``github`` cannot, so they set the variable empty, which tools read as unset. The dirs of
+``path_remove`` leave the PATH that ci-cache itself was started with (the shell's), written in full, in
+``bash`` on POSIX, ``powershell`` and ``cmd``; elsewhere PATH is left as it is: the dirs no longer exist,
+and a missing dir on PATH is skipped.
 """
 
 from __future__ import annotations
@@ -61,6 +69,9 @@ class EnvExport(NamedTuple):
     ci_env: Mapping[str, str]
     # The rest of what `json` (and `github`) print: setup's description of the allocation.
     document: Mapping[str, Any] = MappingProxyType({})
+    # Undoing an export (finish): variables to remove, and dirs to take out of PATH.
+    unset: Sequence[str] = ()
+    path_remove: Sequence[str] = ()
 
 
 class EnvFormat(Protocol):
@@ -71,11 +82,12 @@ class EnvFormat(Protocol):
 
 def _check(export: EnvExport) -> None:
     """Reject names no shell can set, PATH given as a plain value, and NUL (never valid in an env)."""
-    for name, value in export.env.items():
+    for name in [*export.env, *export.unset]:
         if not _NAME_RE.match(name):
             raise UsageError(f"invalid environment variable name {name!r}", hint="use [A-Za-z_][A-Za-z0-9_]*")
         if name.upper() == "PATH":
             raise UsageError("PATH cannot be set as a plain value", hint="put the dirs into path_prepend")
+    for name, value in export.env.items():
         if "\0" in value:
             raise UsageError(f"the value of {name} contains a NUL character")
     for d in export.path_prepend:
@@ -94,6 +106,23 @@ def _ci_path(export: EnvExport) -> str | None:
     if not export.windows:
         return export.ci_env.get("PATH")
     return next((v for k, v in export.ci_env.items() if k.upper() == "PATH"), None)
+
+
+def _path_without(export: EnvExport) -> str | None:
+    """The shell's PATH (the one ci-cache was started with) without the dirs of `path_remove`; None when
+    there is nothing to remove from it."""
+    current = _ci_path(export)
+    if not export.path_remove or current is None:
+        return None
+    sep = _path_sep(export.windows)
+    gone = {_path_key(d, export.windows) for d in export.path_remove}
+    kept = [d for d in current.split(sep) if _path_key(d, export.windows) not in gone]
+    return sep.join(kept) if len(kept) < len(current.split(sep)) else None
+
+
+def _path_key(d: str, windows: bool) -> str:
+    """How a shell compares PATH entries: Windows ignores case and a trailing separator."""
+    return d.rstrip("\\/").lower() if windows else d
 
 
 # --- bash / sh ---------------------------------------------------------------------------------------
@@ -117,6 +146,11 @@ class BashFormat:
     def emit(self, export: EnvExport) -> str:
         _check(export)
         lines = [f"export {name}={sh_quote(value)}" for name, value in export.env.items()]
+        lines += [f"unset {name}" for name in export.unset]
+        # Git Bash hands Windows programs a converted PATH, which would not convert back exactly.
+        restored = None if export.windows else _path_without(export)
+        if restored is not None:
+            lines.append(f"export PATH={sh_quote(restored)}")
         if export.path_prepend:
             dirs = [_msys_path(d) if export.windows else d for d in export.path_prepend]
             if any(":" in d for d in dirs):
@@ -158,6 +192,10 @@ class PowerShellFormat:
     def emit(self, export: EnvExport) -> str:
         _check(export)
         lines = [f"$env:{name} = {ps_string(value)}" for name, value in export.env.items()]
+        lines += [f"$env:{name} = $null" for name in export.unset]
+        restored = _path_without(export)
+        if restored is not None:
+            lines.append(f"$env:PATH = {ps_string(restored)}")
         if export.path_prepend:
             sep = _path_sep(export.windows)
             lines.append(f"$env:PATH = {ps_string(sep.join(export.path_prepend) + sep)} + $env:PATH")
@@ -191,6 +229,10 @@ class CmdFormat:
     def emit(self, export: EnvExport) -> str:
         _check(export)
         lines = [_cmd_set(name, value) for name, value in export.env.items()]
+        lines += [_cmd_set(name, "") for name in export.unset]
+        restored = _path_without(export)
+        if restored is not None:
+            lines.append(_cmd_set("PATH", restored))
         if export.path_prepend:
             current = _ci_path(export)
             if current is None:
@@ -213,7 +255,9 @@ class DotenvFormat:
         for name, value in export.env.items():
             if "\n" in value or "\r" in value:
                 raise UsageError(f"the value of {name} contains a line break, which dotenv cannot hold")
-        return "".join(f"{name}={value}\n" for name, value in export.env.items())
+        # dotenv cannot remove a variable: an empty one is what tools read as unset.
+        values = {**export.env, **dict.fromkeys(export.unset, "")}
+        return "".join(f"{name}={value}\n" for name, value in values.items())
 
 
 # --- GitHub Actions ----------------------------------------------------------------------------------
@@ -245,8 +289,10 @@ class GithubFormat:
         for d in export.path_prepend:
             if "\n" in d or "\r" in d:
                 raise UsageError(f"PATH entry {d!r} contains a line break")
-        delimiter = github_delimiter(list(export.env.values()))
-        text = "".join(f"{name}<<{delimiter}\n{value}\n{delimiter}\n" for name, value in export.env.items())
+        # The runner cannot remove a variable: an empty one is what tools read as unset.
+        values = {**export.env, **dict.fromkeys(export.unset, "")}
+        delimiter = github_delimiter(list(values.values()))
+        text = "".join(f"{name}<<{delimiter}\n{value}\n{delimiter}\n" for name, value in values.items())
         # newline="" keeps "\n": the runner splits on "\n" and a value's own "\r" must not be rewritten.
         with env_file.open("a", encoding="utf-8", newline="") as f:
             f.write(text)
@@ -264,6 +310,10 @@ class JsonFormat:
     def emit(self, export: EnvExport) -> str:
         _check(export)
         document = {**export.document, "env": dict(export.env), "path_prepend": list(export.path_prepend)}
+        if export.unset:
+            document["unset"] = list(export.unset)
+        if export.path_remove:
+            document["path_remove"] = list(export.path_remove)
         return json.dumps(document, indent=2) + "\n"
 
 

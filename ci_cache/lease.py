@@ -17,10 +17,6 @@ from pathlib import Path
 from ci_cache import faults, fsops, locks, osapi, oslock
 from ci_cache.errors import StoreError
 
-# Env vars by which CI systems find and kill a step's leftover processes. The holder must outlive the
-# setup step (Jenkins kills a `sh` step's children when the step ends), so it does not carry them.
-_PROCESS_TRACKING_VARS = ("JENKINS_NODE_COOKIE", "BUILD_ID", "JENKINS_SERVER_COOKIE", "RUNNER_TRACKING_ID")
-
 HANDOVER_QUIET_SECONDS = 5.0
 
 
@@ -63,7 +59,7 @@ def start_holder(lease_path: Path, ttl: float, env: Mapping[str, str], *, also_s
 
 def _start_once(lease_path: Path, ttl: float, env: Mapping[str, str], also_shared: Sequence[Path]) -> int:
     """One holder: its pid once it holds the lease; LeaseTaken, or the OSError it met (errno and winerror)."""
-    child_env = {k: v for k, v in env.items() if k not in _PROCESS_TRACKING_VARS}
+    child_env = osapi.outliving_env(env)  # it must outlive the setup step
     # -I -S: no site, no user site, no PYTHON* variables; oslock imports nothing of ci-cache.
     proc = subprocess.Popen(
         [sys.executable, "-I", "-S", oslock.__file__, oslock.HOLDER_TAG, str(lease_path), str(ttl),

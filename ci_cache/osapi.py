@@ -104,16 +104,31 @@ def start_bulk_link(sources: list[str], target_dir: str) -> list[subprocess.Pope
     return procs
 
 
-def start_background_delete(path: Path) -> bool:
-    """Delete a tree in a detached process; False where there is no `rm` to do it (Windows).
+# A path with these in it is not safe on cmd's command line: `%NAME%` and `!NAME!` would be expanded.
+_CMD_EXPANDS = ("%", "!")
 
-    `rm -rf` never follows symlinks, like fsops.rmtree."""
+
+def start_background_delete(path: Path, env: Mapping[str, str] | None = None) -> bool:
+    """Delete a tree in a detached process that outlives us: `rm -rf` on POSIX, `cmd /c rd /s /q` on Windows,
+    so that nobody waits for it, and no Python starts for it. False when none could start (no such program,
+    or a path cmd would expand): the caller leaves the tree for gc.
+
+    Neither follows symlinks or junctions, like fsops.rmtree. What is held open (Windows) stays, and gc
+    deletes it later. `env` (the job's) reaches the process without the variables by which a CI finds and
+    kills a step's leftover processes.
+    """
     if IS_WINDOWS:
-        return False
+        target = extended_path(path, always=True)
+        if any(c in target for c in _CMD_EXPANDS):
+            return False
+        argv = ["cmd.exe", "/d", "/c", "rd", "/s", "/q", target]  # /d: no AutoRun commands
+    else:
+        argv = ["rm", "-rf", "--", str(path)]  # found on PATH by Popen: a missing `rm` fails the start
     try:
-        subprocess.Popen(["rm", "-rf", "--", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, **detached_popen_kwargs())  # type: ignore[call-overload]
-    except FileNotFoundError:  # no `rm` on PATH
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env=None if env is None else outliving_env(env),
+                         **detached_popen_kwargs())  # type: ignore[call-overload]
+    except OSError:
         return False
     return True
 
@@ -158,6 +173,16 @@ def terminate(pid: int) -> None:
     """Ask a process to stop (SIGTERM; TerminateProcess on Windows)."""
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGTERM)
+
+
+# Env vars by which CI systems find and kill a step's leftover processes. A helper that must outlive the
+# step (Jenkins kills a `sh` step's children when the step ends) does not carry them.
+PROCESS_TRACKING_VARS = ("JENKINS_NODE_COOKIE", "BUILD_ID", "JENKINS_SERVER_COOKIE", "RUNNER_TRACKING_ID")
+
+
+def outliving_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for a detached helper that must outlive the CI step that starts it."""
+    return {k: v for k, v in env.items() if k not in PROCESS_TRACKING_VARS}
 
 
 def detached_popen_kwargs() -> dict[str, object]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from ci_cache import fsops, log, osapi
@@ -91,7 +92,8 @@ def claim(store: Store, tool: str, tag: str, target: Path, *, max_age: float) ->
     return False
 
 
-def give_back(store: Store, tool: str, tag: str, cache: Path, *, size: int) -> bool:
+def give_back(store: Store, tool: str, tag: str, cache: Path, *, size: int,
+              env: Mapping[str, str] | None = None) -> bool:
     """Move a finished job's cache into the pool, then keep the pool to `size` caches; False when it stays
     (the pool is off, or the cache cannot be moved: a file held open on Windows), for the job's cleanup."""
     if size <= 0 or not cache.is_dir():
@@ -105,24 +107,25 @@ def give_back(store: Store, tool: str, tag: str, cache: Path, *, size: int) -> b
         log.info(f"the job's {tool} cache stays out of the pool ({exc}): it is deleted with the job's dir")
         return False
     for entry in entries(store, tool)[size:]:
-        discard(entry.path)
+        discard(entry.path, env)
     return True
 
 
-def discard(path: Path) -> bool:
+def discard(path: Path, env: Mapping[str, str] | None = None) -> bool:
     """A cache out of the way at once (renamed to a temp name beside it) and deleted by a detached process;
     False when it cannot be moved (taken by a job meanwhile, or a file in it held open: gc tries again)."""
     try:
         away = fsops.rename_away(path)
     except (OSError, CiCacheError):
         return False
-    if not osapi.start_background_delete(away):
+    if not osapi.start_background_delete(away, env):
         with contextlib.suppress(OSError, CiCacheError):
             fsops.rmtree(away)
     return True
 
 
-def reclaim(store: Store, *, max_age: float, now: float | None = None) -> list[str]:
+def reclaim(store: Store, *, max_age: float, now: float | None = None,
+            env: Mapping[str, str] | None = None) -> list[str]:
     """Caches older than `max_age`, and what a delete left in the pool (a temp name quiet for a minute):
     gone. Returns what was reclaimed."""
     now = time.time() if now is None else now
@@ -134,7 +137,7 @@ def reclaim(store: Store, *, max_age: float, now: float | None = None) -> list[s
     for tool in tools:
         for entry in entries(store, tool):
             if entry.age(now) > max_age:
-                discard(entry.path)
+                discard(entry.path, env)
                 reclaimed.append(str(entry.path))
         with contextlib.suppress(OSError):
             for leftover in os.scandir(pool_dir(store, tool)):
@@ -145,9 +148,9 @@ def reclaim(store: Store, *, max_age: float, now: float | None = None) -> list[s
     return reclaimed
 
 
-def empty(store: Store, tool: str) -> int:
+def empty(store: Store, tool: str, env: Mapping[str, str] | None = None) -> int:
     """Every cache of a tool's pool discarded (after a prune evicted from the shared cache); how many."""
     found = entries(store, tool)
     for entry in found:
-        discard(entry.path)
+        discard(entry.path, env)
     return len(found)

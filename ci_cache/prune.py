@@ -28,7 +28,7 @@ def prune_store(store: Store, tools: Sequence[CacheTool], *, max_size: int | Non
                                              lock_timeout=lock_timeout))
         if report.evicted_entries or report.evicted_files or report.bytes_after < report.bytes_before:
             # The pool's caches link what was evicted: they would keep it on the disk.
-            pool.empty(store, tool.name)
+            pool.empty(store, tool.name, env)
         reports.append(report)
     return reports
 

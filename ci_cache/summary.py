@@ -33,13 +33,14 @@ def _tool_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         elif s.get("scope") == "none" or not s:
             seed_text = "-"
         else:
-            seed_text = (f"{s.get('files', 0)} files, {_size(s.get('bytes', 0))} "
-                         f"({s.get('linked', 0)} linked, {s.get('copied', 0)} copied; {s.get('scope')})")
+            # A link takes no space: the bytes are those of the copies alone.
+            seed_text = (f"{s.get('files', 0)} files: {s.get('linked', 0)} linked, {s.get('copied', 0)} copied, "
+                         f"{_size(s.get('bytes', 0))} copied ({s.get('scope')})")
         if "failed" in m:
             merge_text = f"failed: {m['failed']}"
         elif m:
-            merge_text = (f"{m.get('entries', 0)} entries, {m.get('files', 0)} files, {_size(m.get('bytes', 0))}"
-                          f"; {m.get('kept_existing', 0)} already there")
+            merge_text = (f"{m.get('entries', 0)} entries ({m.get('files', 0)} files, {_size(m.get('bytes', 0))} "
+                          f"copied); {m.get('kept_existing', 0)} already there")
         else:
             merge_text = "-"
         rows.append((tool, seed_text, merge_text))
@@ -70,8 +71,19 @@ def text(summary: dict[str, Any]) -> str:
     retry_line = _retries(summary)
     if retry_line:
         lines.append(f"  {retry_line}")
+    left = _left_for_gc(summary)
+    if left:
+        lines.append(f"  {left}")
     lines.extend(f"  warning: {w}" for w in summary.get("warnings", []))
     return "\n".join(lines)
+
+
+def _left_for_gc(summary: dict[str, Any]) -> str | None:
+    cleanup: dict[str, str] = summary.get("cleanup") or {}
+    if "left_for_gc" not in cleanup:
+        return None
+    return (f"cleanup: the job dir {cleanup['left_for_gc']} was held open ({cleanup.get('reason')}), by a scan or "
+            "a process the job left running: it is marked finished, and the next gc deletes it")
 
 
 def _cell(text: str) -> str:
@@ -94,16 +106,20 @@ def markdown(summary: dict[str, Any]) -> str:
     retry_line = _retries(summary)
     if retry_line:
         lines += ["", retry_line]
+    left = _left_for_gc(summary)
+    if left:
+        lines += ["", _cell(left)]
     lines += [f"\n> warning: {w}" for w in summary.get("warnings", [])]
     return "\n".join(lines) + "\n"
 
 
-def report(summary: dict[str, Any], env: Mapping[str, str], *, as_json: bool, json_file: str | None = None) -> None:
-    """Show the summary: as JSON on stdout or as text on stderr, also as JSON in `json_file` when given, and
-    as markdown in the CI's step summary when it has one."""
+def report(summary: dict[str, Any], env: Mapping[str, str], *, as_json: bool, json_file: str | None = None,
+           show_text: bool = True) -> None:
+    """Show the summary: as JSON on stdout or (when `show_text`) as text on stderr, also as JSON in
+    `json_file` when given, and as markdown in the CI's step summary when it has one."""
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
-    else:
+    elif show_text:
         log.info(text(summary).removeprefix("ci-cache: "))
     if json_file:
         fsops.write_atomic(Path(json_file), json.dumps(summary, indent=2, default=str).encode(), durable=False)

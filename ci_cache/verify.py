@@ -23,7 +23,7 @@ def check(tool: CacheTool, cache: Path, *, grace: float = 3600.0, now: float | N
     if not cache.is_dir():
         report.findings.append(Finding("error", str(cache), "no cache here"))
         return report
-    with gc.leftover_temp_dirs(cache, grace=grace, now=now, read_only=True) as leftovers:
+    with gc.leftover_temp_dirs(cache, grace=grace, now=now, own_lock=tool.own_lock, read_only=True) as leftovers:
         for leftover in leftovers:
             report.findings.append(Finding(
                 "garbage", os.path.relpath(leftover.path, cache),
@@ -48,5 +48,14 @@ def render(report: VerifyReport) -> str:
     lines = [f"{report.cache}: {checked} checked"]
     for f in report.findings:
         lines.append(f"  {f.kind}: {f.path}: {f.problem}")
-    lines.append("  OK" if report.ok else f"  {len(report.errors)} error(s); `ci-cache verify --fix` repairs them")
+    lines.append("  OK" if report.ok else f"  {len(report.errors)} error(s); {advice(report)}")
     return "\n".join(lines)
+
+
+def advice(report: VerifyReport) -> str:
+    """What to do about the errors: `--fix` only when it can remove them, so that it never loops on advice."""
+    if all(f.fix for f in report.errors):
+        return "`ci-cache verify --fix` repairs them"
+    if not report.cache.is_dir():
+        return f"no cache at {report.cache}: give the path of a uv cache, or no path for the shared one"
+    return "`ci-cache verify --fix` cannot repair these; `uv cache clean` of this cache starts it afresh"

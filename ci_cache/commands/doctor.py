@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Mapping
 
 from ci_cache import doctor, osapi
@@ -22,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     cfg = options.load_config(args, env).config
-    diagnosis = doctor.diagnose(Store(options.resolve_root(cfg, env)), env, windows=osapi.IS_WINDOWS)
-    print(doctor.render(diagnosis), file=sys.stderr)
+    diagnosis = doctor.diagnose(Store(options.resolve_root(cfg, env)), env, windows=osapi.IS_WINDOWS, config=cfg)
+    print(doctor.render(diagnosis))
     if not diagnosis.ok:
         raise VerifyFailed("doctor found problems", hint="see the advice above")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Mapping
 
 from ci_cache import status
@@ -26,5 +25,5 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(status.render(data), file=sys.stderr)
+        print(status.render(data))
     return 0

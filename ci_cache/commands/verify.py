@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,6 +30,13 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     cfg = options.load_config(args, env).config
     store = Store(options.resolve_root(cfg, env))
     cache = Path(args.path) if args.path else store.shared_cache("uv")
+    if not args.path and not cache.is_dir():
+        # A new root, or one no job has merged into yet: nothing can be broken in it.
+        if args.json:
+            print(json.dumps({"cache": str(cache), "ok": True, "findings": []}, indent=2))
+        else:
+            print(f"{cache}: no shared uv cache yet, nothing to check\n  OK")
+        return 0
     uv = BUILTINS["uv"]()
     report = verify.check(uv, cache, grace=cfg.gc.grace)
     if args.fix:
@@ -43,8 +49,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(json.dumps({"cache": str(cache), "ok": report.ok, "findings": [
             {"kind": f.kind, "path": f.path, "problem": f.problem} for f in report.findings]}, indent=2))
     else:
-        print(verify.render(report), file=sys.stderr)
+        print(verify.render(report))
     if not report.ok:
-        raise VerifyFailed(f"{cache}: {len(report.errors)} broken entr{'y' if len(report.errors) == 1 else 'ies'}",
-                           hint="run `ci-cache verify --fix`")
+        errors = len(report.errors)
+        raise VerifyFailed(f"{cache}: {errors} broken entr{'y' if errors == 1 else 'ies'}", hint=verify.advice(report))
     return 0

@@ -79,19 +79,24 @@ class FinishResult:
 
     def __init__(self, job: str, key: str, mode: str, status: str, merge_decision: str, *,
                  merged: dict[str, Any] | None = None, seeded: dict[str, Any] | None = None,
-                 phases: dict[str, float] | None = None, warnings: list[str] | None = None) -> None:
+                 phases: dict[str, float] | None = None, warnings: list[str] | None = None,
+                 cleanup: dict[str, str] | None = None, restore: dict[str, Any] | None = None) -> None:
         self.job, self.key, self.mode, self.status, self.merge_decision = job, key, mode, status, merge_decision
         self.merged: dict[str, Any] = {} if merged is None else merged
         self.seeded: dict[str, Any] = {} if seeded is None else seeded
         self.phases: dict[str, float] = {} if phases is None else phases
         self.warnings: list[str] = [] if warnings is None else warnings
+        # {"left_for_gc": dir, "reason": ...} when the job dir could not be moved away (held open) and gc takes it.
+        self.cleanup: dict[str, str] = {} if cleanup is None else cleanup
+        # What setup's env changed in the shell, as it was before (`env.previous`); not part of the summary.
+        self.restore: dict[str, Any] = {} if restore is None else restore
         self.pooled: list[str] = []  # the tools whose cache went to the pool for the next job
 
     def __repr__(self) -> str:
         return f"FinishResult({self.__dict__!r})"
 
     def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "restore"}
 
 
 def effective_mode(ctx: Context) -> tuple[str, str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ci_cache.job.context import TOKEN_VAR, Allocation, Context
 from ci_cache.tools.base import CacheTool
@@ -33,3 +34,14 @@ def applied(base: Mapping[str, str], alloc: Allocation) -> dict[str, str]:
     if alloc.path_prepend:
         env["PATH"] = os.pathsep.join([*alloc.path_prepend, env.get("PATH", "")])
     return env
+
+
+def previous(ctx: Context, alloc: Allocation) -> dict[str, Any]:
+    """What setup's env changes in the shell, as it was before: each variable's earlier value (None: it was
+    unset) and the dirs put first on PATH. The record keeps it for `finish --format F`, which gives it back."""
+    if ctx.windows:  # Windows' variable names ignore case
+        upper = {name.upper(): value for name, value in ctx.env.items()}
+        before = {name: upper.get(name.upper()) for name in alloc.env}
+    else:
+        before = {name: ctx.env.get(name) for name in alloc.env}
+    return {"env": before, "path_remove": list(alloc.path_prepend)}

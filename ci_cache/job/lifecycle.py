@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ci_cache import faults, fsops, gc, log, osapi, pool, rootlayout
+from ci_cache import faults, gc, jobdirs, log, osapi, pool, rootlayout
 from ci_cache.errors import CiCacheError, UsageError
 from ci_cache.job import bound, claim, env, merge, owner, record, release, seed
 from ci_cache.job.context import NO_TOKEN, TOKEN_VAR, Allocation, Context, FinishResult, effective_mode
@@ -38,12 +38,13 @@ def setup(ctx: Context, *, in_process: bool) -> Allocation:
         holder_pid = claim.claim(ctx, alloc, in_process=in_process, layout_hold=layout_hold)
         try:
             claim.clear_dead_attempt(ctx, alloc)
-            fsops.mkdir(alloc.job_dir)
-            record.write(ctx, alloc, status="seeding", extra={"holder_pid": holder_pid, "token": token})
+            alloc.job_dir = jobdirs.new_dir(store, ctx.key)
+            record.write(ctx, alloc, status="seeding",
+                         extra={"holder_pid": holder_pid, "token": token, "dir": str(alloc.job_dir)})
             tools = from_config(ctx.config)
             seed.allocate(ctx, alloc, tools)
             env.export(ctx, alloc, tools, token=token, in_process=in_process)
-            record.write(ctx, alloc, status="ready")
+            record.write(ctx, alloc, status="ready", extra={"restore": env.previous(ctx, alloc)})
         except BaseException:
             claim.undo(ctx, alloc, holder_pid)
             raise
@@ -73,7 +74,7 @@ def _gc_on_setup(ctx: Context) -> None:
     if not ctx.config.gc.on_setup:
         return
     try:
-        gc.maybe_collect(ctx.store, grace=ctx.config.gc.grace, interval=ctx.config.gc.interval,
+        gc.maybe_collect(ctx.store, grace=ctx.config.gc.grace, interval=ctx.config.gc.interval, env=ctx.env,
                          pool_max_age=ctx.config.pool.max_age)
     except (OSError, CiCacheError) as exc:
         log.warn(f"gc at setup failed, continuing: {exc}")
@@ -85,16 +86,17 @@ def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = Non
     found = owner.owned_record(ctx, held=held, token=token)
     mode = str(found.get("mode", "isolated"))
     result = FinishResult(job=ctx.identity.job_id, key=ctx.key, mode=mode, status=status, merge_decision="",
-                          seeded=dict(found.get("seeded", {})))
+                          seeded=dict(found.get("seeded", {})), restore=dict(found.get("restore", {})))
     result.phases.update({k: float(v) for k, v in dict(found.get("phases", {})).items()})
     handle = held or claim.take_over(ctx, found.get("holder_pid"))
+    job_dir = jobdirs.current(ctx.store, ctx.key, found)
     try:
         do_merge, result.merge_decision = merge.decision(ctx, mode, status)
         if do_merge:
-            merge.merge_all(ctx, result, dict(found.get("caches", {})))
+            merge.merge_all(ctx, result, dict(found.get("caches", {})), job_dir)
             bound.prune_if_over(ctx, result)
         _give_back(ctx, result, found)
-        _cleanup(ctx, result)
+        _cleanup(ctx, result, job_dir)
     finally:
         claim.give_back(ctx, handle)
     return result
@@ -113,17 +115,24 @@ def _give_back(ctx: Context, result: FinishResult, found: dict[str, Any]) -> Non
     for tool, tag in sorted(tags.items()):
         seeded = result.seeded.get(tool)
         if tool in caches and isinstance(seeded, dict) and "failed" not in seeded and pool.give_back(
-                ctx.store, tool, str(tag), Path(caches[tool]), size=ctx.config.pool.size):
+                ctx.store, tool, str(tag), Path(caches[tool]), size=ctx.config.pool.size, env=ctx.env):
             result.pooled.append(tool)
 
 
-def _cleanup(ctx: Context, result: FinishResult) -> None:
+def _cleanup(ctx: Context, result: FinishResult, job_dir: Path) -> None:
+    """The job dir out of the way and deleted by a detached process: the job never waits for the delete.
+
+    A dir held open by another process (a scan) stays for gc: said once in the summary, as a fact, not as
+    a warning, since nothing is wrong with the job or the caches; any other failure is one warning.
+    """
     started = time.monotonic()
     try:
-        release.remove_job(ctx.store, ctx.key)
+        left = release.release_dir(ctx.store, ctx.key, job_dir, ctx.env)
     except (OSError, CiCacheError) as exc:
-        message = f"could not delete the job dir yet ({exc}); `ci-cache gc` reclaims it later"
-        log.warn(message)
-        result.warnings.append(message)
+        left = release.LeftForGc(job_dir, jobdirs.why_not(exc), held=False)
+    if left is not None:
+        result.cleanup = {"left_for_gc": str(left.job_dir), "reason": left.reason}
+        if not left.held:
+            result.warnings.append(f"could not release the job dir {left.job_dir} ({left.reason}); "
+                                   "`ci-cache gc` deletes it")
     result.phases["cleanup"] = round(time.monotonic() - started, 4)
-

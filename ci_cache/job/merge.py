@@ -27,7 +27,7 @@ def decision(ctx: Context, mode: str, status: str) -> tuple[bool, str]:
     return True, f"merge: {policy}"
 
 
-def merge_all(ctx: Context, result: FinishResult, caches: Mapping[str, str]) -> None:
+def merge_all(ctx: Context, result: FinishResult, caches: Mapping[str, str], job_dir: Path) -> None:
     """Merge every tool's job cache; a failure is a warning (an error with --strict), never half an entry."""
     store = ctx.store
     started = time.monotonic()
@@ -36,7 +36,7 @@ def merge_all(ctx: Context, result: FinishResult, caches: Mapping[str, str]) -> 
         if not tool.has_shared_cache or tool.name not in caches:
             continue
         request = MergeRequest(job=Path(caches[tool.name]), shared=store.shared_cache(tool.name),
-                               manifest=store.job_dir(ctx.key) / f"{tool.name}.manifest.json")
+                               manifest=job_dir / f"{tool.name}.manifest.json")
         try:
             lock, waited = locks.acquire(store.write_lock(tool.name), timeout=ctx.config.lock_timeout,
                                          purpose=f"merge into the shared {tool.name} cache")

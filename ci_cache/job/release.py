@@ -1,33 +1,54 @@
-"""Removing a job's traces: its dir out of the way at once (deleted in the background), then its record."""
+"""Removing a job's traces without the job waiting: its dir out of the way at once (deleted by a detached
+process), then its record. What cannot go yet is marked finished for `gc` (`jobdirs`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
-from ci_cache import fsops, osapi
+from ci_cache import fsops, jobdirs, osapi
 from ci_cache.errors import CiCacheError
 from ci_cache.store import Store
 
 
-def remove_job(store: Store, key: str) -> None:
-    """The job's dir and record; its lease is the caller's to give back."""
-    release_dir(store.job_dir(key))
-    fsops.unlink(store.record(key))
+class LeftForGc(NamedTuple):
+    """A finished job's dir that could not be moved away, and why: it stays, marked finished, for gc."""
+
+    job_dir: Path
+    reason: str
+    held: bool  # held open by another process (a scan, Windows): expected, no fault of the job's
 
 
-def release_dir(job_dir: Path) -> None:
-    """Take the job's dir out of the way at once and delete it in the background.
+def release_dir(store: Store, key: str, job_dir: Path, env: Mapping[str, str] | None) -> LeftForGc | None:
+    """Take a finished job's dir out of the way and drop its record; the lease is the caller's to give back.
 
-    Deleting tens of thousands of links takes as long as making them; the job need not wait for it.
-    The dir is first renamed to a temp name (instant), so a later job with the same id starts clean;
-    if the background delete dies, `gc` reclaims the temp dir.
+    When the dir cannot be moved (a file in it held open, as scanners do on Windows), it stays where it
+    is, its record renamed to say the job finished, and a detached process deletes what it can of it now;
+    `gc` (that of the next job's setup, too) reclaims the rest once it is let go. Nothing waits.
     """
     if not job_dir.exists():
-        return
+        jobdirs.drop_record(store.record(key), job_dir)
+        return None
     try:
-        trash = fsops.rename_away(job_dir)
-    except (OSError, CiCacheError):
-        fsops.rmtree(job_dir)  # cannot rename (a file held open on Windows): delete here, with retries
-        return
-    if not osapi.start_background_delete(trash):
-        fsops.rmtree(trash)
+        away = jobdirs.move_away(job_dir)
+    except (OSError, CiCacheError) as exc:
+        jobdirs.mark_finished(job_dir, store.record(key))
+        osapi.start_background_delete(job_dir, env)  # all but the held files; the mark stays beside it
+        # fsops says StoreError for the errors of a file held open; any other OSError is a fault.
+        return LeftForGc(job_dir, jobdirs.why_not(exc), held=isinstance(exc, CiCacheError))
+    osapi.start_background_delete(away, env)
+    jobdirs.drop_record(store.record(key), job_dir)
+    return None
+
+
+def remove_job(store: Store, key: str, env: Mapping[str, str] | None = None) -> None:
+    """Every dir of the job (but the finished ones, which `gc` reclaims) and its record: what a dead or a
+    failed setup left. No dir is deleted here: each is moved away and deleted by a detached process."""
+    names = jobdirs.listing(store)
+    for job_dir in jobdirs.dirs_of(store, key, names):
+        if jobdirs.is_finished(job_dir, names):
+            continue
+        if jobdirs.discard(job_dir, env) is None:
+            jobdirs.mark_finished(job_dir, store.record(key))
+    fsops.unlink(store.record(key))

@@ -69,7 +69,7 @@ def _seed(ctx: Context, alloc: Allocation, tool: CacheTool, cache_dir: Path) -> 
             except (OSError, CiCacheError) as exc:
                 # A warm cache that cannot be refreshed (a file in it held open) is dropped, whole: seed anew.
                 log.info(f"refreshing a warm {tool.name} cache failed ({exc}); seeding a new one")
-                if not pool.discard(cache_dir):
+                if not pool.discard(cache_dir, ctx.env):
                     fsops.rmtree(cache_dir)
     try:
         stats = tool.seed(request)

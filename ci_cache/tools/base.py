@@ -19,7 +19,9 @@ class SeedStats:
 
     def __init__(self, *, files: int = 0, bytes: int = 0, linked: int = 0, copied: int = 0,
                  entries: int = 0, scope: str = "full", kept: int = 0, warm: bool = False) -> None:
-        self.files, self.bytes, self.linked, self.copied, self.entries = files, bytes, linked, copied, entries
+        self.files = files  # files made: linked + copied
+        self.bytes = bytes  # of the copies alone: a hardlink takes no space
+        self.linked, self.copied, self.entries = linked, copied, entries
         # "full", or "key files" when only what the job's lock files need was seeded
         self.scope = scope
         # warm: the job cache was a former job's (the pool), refreshed in place; `kept` of the files (linked or
@@ -36,8 +38,9 @@ class MergeStats:
 
     def __init__(self, *, files: int = 0, bytes: int = 0, entries: int = 0, kept_existing: int = 0,
                  skipped: int = 0, details: list[str] | None = None) -> None:
-        self.files, self.bytes, self.entries = files, bytes, entries
-        self.kept_existing, self.skipped = kept_existing, skipped
+        self.files = files
+        self.bytes = bytes  # of the copies alone: a hardlink takes no space
+        self.entries, self.kept_existing, self.skipped = entries, kept_existing, skipped
         self.details: list[str] = [] if details is None else details
 
     def as_dict(self) -> dict[str, Any]:
@@ -238,6 +241,9 @@ class CacheTool(Protocol):
     commands: tuple[str, ...]
     # Whether the tool has a shared cache at all (the temp tool does not).
     has_shared_cache: bool
+    # The file (relative to a cache) that the tool itself holds locked while any of its commands uses the
+    # cache, so that gc can tell a temp dir in use from a leftover; None when the tool has no such lock.
+    own_lock: str | None
     # Whether its seed refreshes a former job's cache in place (`SeedRequest.warm`), so that a finished job's
     # cache is worth keeping in the pool (`ci_cache.pool`).
     keeps_warm: bool

@@ -26,6 +26,7 @@ class GenericTool:
     """
 
     has_shared_cache = True
+    own_lock: str | None = None
     keeps_warm = False
 
     def __init__(self, name: str, env_template: Mapping[str, str], *, commands: tuple[str, ...] = (),
@@ -54,7 +55,7 @@ class GenericTool:
                 st = os.stat(dst)
                 manifest[rel] = [st.st_size, st.st_mtime_ns]
                 stats.files += 1
-                stats.bytes += st.st_size
+                stats.bytes += 0 if linked else st.st_size  # a link takes no space: copies only
                 stats.linked += int(linked)
                 stats.copied += int(not linked)
         fsops.write_atomic(request.manifest, json.dumps(manifest).encode(), durable=False)  # the job's own
@@ -117,6 +118,7 @@ class TempTool:
     name = "temp"
     commands: tuple[str, ...] = ()
     has_shared_cache = False
+    own_lock: str | None = None
     keeps_warm = False
 
     def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -183,3 +185,71 @@ def test_a_job_id_already_running_is_refused_and_a_dead_ones_leftovers_are_recla
     rerun = lab.cli("run", "--mode", "isolated", "--", sys.executable, "-c", "pass", env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert "reclaiming the dir of an earlier, dead run" in rerun.stderr
+
+
+# Run by `python -c` in front of the CLI: counts what finish's own process deletes below the root's jobs dir.
+_COUNT_DELETES = """
+import os, sys
+jobs = os.path.join(os.environ['CI_CACHE_ROOT'], 'jobs') + os.sep
+deleted = []
+def hook(event, args):
+    if event in ('os.remove', 'os.rmdir', 'shutil.rmtree') and str(args[0]).startswith(jobs):
+        deleted.append(str(args[0]))
+sys.addaudithook(hook)
+from ci_cache.cli import main
+code = main(sys.argv[2:])
+with open(sys.argv[1], 'w') as fh:
+    fh.write('\\n'.join(deleted))
+sys.exit(code)
+"""
+
+
+def test_a_warm_jobs_cleanup_deletes_nothing_inline(lab: Lab) -> None:
+    """The job never waits for its dir's delete: finish renames it away and a detached `rm` deletes it.
+
+    The bound that cannot flake is structural: finish's own process deletes no file of the job dir (an
+    audit hook counts them), the dir is gone when finish returns, and the trash goes afterwards.
+    """
+    assert lab.start_job("cold", ["demo-alpha", "demo-theta", "extra-one"], "--mode", "isolated").wait(600) == 0
+    env = lab.env(CI_CACHE_JOB="warm-cleanup")
+    setup = lab.cli("setup", "--mode", "isolated", "--format", "json", env=env)
+    assert setup.returncode == 0, setup.stderr
+    alloc = json.loads(setup.stdout)
+    job_dir = Path(alloc["job_dir"])
+    venv = lab.venv("warm-cleanup")
+    step = subprocess.run(lab.install_cmd(venv, ["demo-alpha", "extra-one"]), env={**env, **alloc["env"]},
+                          capture_output=True, text=True, check=False)
+    assert step.returncode == 0, step.stderr
+    files = sum(len(names) for _, _, names in os.walk(job_dir))
+    deleted_log = lab.tmp / "deleted.txt"
+    finish = subprocess.run([sys.executable, "-c", _COUNT_DELETES, str(deleted_log), "finish", "--json"],
+                            env=env, capture_output=True, text=True, check=False, timeout=300, cwd=lab.tmp)
+    assert finish.returncode == 0, finish.stderr
+    result = json.loads(finish.stdout)
+    assert result["seeded"]["uv"]["files"] > 20 and files > 20  # a warm job: there was much to delete
+    # Not one entry of the job dir deleted by finish itself: only the record and (after its release) the lease.
+    key = alloc["job_key"]
+    assert sorted(deleted_log.read_text().splitlines()) == [str(lab.root / "jobs" / f"{key}.{ext}")
+                                                           for ext in ("json", "lease")]
+    assert not job_dir.exists() and "cleanup" in result["phases"] and result["warnings"] == []
+    deadline = time.monotonic() + 30
+    while list((lab.root / "jobs").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list((lab.root / "jobs").iterdir()) == []  # the detached delete took it all, record and lease too
+
+
+@pytest.mark.skipif(not shutil.which("bash") or not shutil.which("mktemp"), reason="needs bash and mktemp")
+def test_after_finish_the_shell_has_its_temp_dirs_back(lab: Lab) -> None:
+    """The README's setup/finish in one shell: after finish, mktemp works and TMPDIR is the shell's own again."""
+    own_tmp = lab.tmp / "own-tmp"
+    own_tmp.mkdir()
+    cli = f"{shlex.quote(sys.executable)} -m ci_cache"
+    script = (f'eval "$({cli} setup --mode isolated --format bash)" && echo "job: $TMPDIR" && mktemp >/dev/null && '
+              f'eval "$({cli} finish --format bash)" && echo "after: $TMPDIR ${{UV_CACHE_DIR-unset}}" && mktemp')
+    proc = subprocess.run(["bash", "-c", script], env=lab.env(CI_CACHE_JOB="shell-job", TMPDIR=str(own_tmp)),
+                          capture_output=True, text=True, check=False, cwd=lab.tmp, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"job: {lab.root / 'jobs'}")
+    assert lines[1] == f"after: {own_tmp} unset"
+    assert Path(lines[2]).parent == own_tmp

@@ -83,14 +83,14 @@ def test_doctor_explains_a_fresh_root_and_a_stale_job(lab: Lab) -> None:
     fresh = lab.cli("doctor")
     assert fresh.returncode == 0, fresh.stderr
     for check in ("root", "disk", "paths", "uv", "locks", "jobs"):
-        assert f"[ok] {check}:" in fresh.stderr
+        assert f"[ok] {check}:" in fresh.stdout  # the report is the command's output: `doctor | grep` finds it
     env = lab.env(CI_CACHE_JOB="abandoned")
     assert lab.cli("setup", "--mode", "isolated", "--format", "json", env=env).returncode == 0
     record = json.loads(next((lab.root / "jobs").glob("*.json")).read_text())
     os.kill(record["holder_pid"], 9)
     sick = lab.cli("doctor")
     assert sick.returncode == 5
-    assert "[PROBLEM] jobs:" in sick.stderr and "ci-cache gc" in sick.stderr
+    assert "[PROBLEM] jobs:" in sick.stdout and "ci-cache gc" in sick.stdout
 
 
 def test_doctor_on_an_unwritable_root(lab: Lab, tmp_path: Path) -> None:
@@ -98,7 +98,8 @@ def test_doctor_on_an_unwritable_root(lab: Lab, tmp_path: Path) -> None:
     blocker.write_text("")
     proc = lab.cli("doctor", "--root", str(blocker / "root"))
     assert proc.returncode == 5
-    assert "[PROBLEM] root:" in proc.stderr and "writable folder" in proc.stderr
+    assert "[PROBLEM] root:" in proc.stdout and "writable folder" in proc.stdout
+    assert proc.stderr == "ci-cache: error: doctor found problems (see the advice above)\n"
 
 
 def test_prune_on_finish_bounds_the_cache_after_a_merge(lab: Lab) -> None:

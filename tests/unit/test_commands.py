@@ -233,7 +233,9 @@ def test_status_json_lists_the_shared_caches_and_the_stale_jobs(
     assert data["shared"]["pip"]["files"] == 1 and data["shared"]["pip"]["bytes"] == 10
     assert [j["job"] for j in data["stale_jobs"]] == ["crashed"] and data["live_jobs"] == []
     assert invoke(root_env(tmp_path), "status") == 0
-    assert "stale jobs: 1 (run `ci-cache gc`)" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    # The report is the command's output, so that `ci-cache status | grep` finds it.
+    assert "stale jobs: 1 (run `ci-cache gc`)" in out and err == ""
 
 
 @pytest.mark.parametrize(("argv", "env", "reclaimed"), [
@@ -254,10 +256,35 @@ def test_gc_grace_comes_from_the_config_resolver(
     assert job_dir.exists() != reclaimed
 
 
-def test_verify_of_a_missing_shared_cache_fails_with_exit_5(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(VerifyFailed) as info:
-        invoke(root_env(tmp_path), "verify", "--json")
-    assert info.value.exit_code == 5 and "1 broken entry" in str(info.value)
+def test_verify_of_a_new_root_is_ok_and_fix_has_nothing_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert invoke(root_env(tmp_path), "verify", "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data == {"cache": str(tmp_path / "root" / "shared" / "uv"), "ok": True, "findings": []}
+    assert invoke(root_env(tmp_path), "verify") == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{tmp_path / 'root' / 'shared' / 'uv'}: no shared uv cache yet, nothing to check",
+                                "  OK"] and err == ""
+    assert invoke(root_env(tmp_path), "verify", "--fix") == 0
+    (tmp_path / "root" / "shared" / "uv").mkdir(parents=True)  # an empty one: valid too
+    assert invoke(root_env(tmp_path), "verify") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "  OK"
+    assert not (tmp_path / "root" / "jobs").exists()  # verify creates nothing
+
+
+def test_verify_of_a_path_with_no_cache_fails_and_does_not_advise_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-cache"
+    for argv in ((), ("--fix",)):
+        with pytest.raises(VerifyFailed) as info:
+            invoke(root_env(tmp_path), "verify", str(missing), *argv)
+        assert info.value.exit_code == 5 and "1 broken entry" in str(info.value)
+        assert "--fix" not in str(info.value) and "give the path of a uv cache" in str(info.value)
+    assert "no cache here" in capsys.readouterr().out
+    with pytest.raises(VerifyFailed):
+        invoke(root_env(tmp_path), "verify", str(missing), "--json")
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is False and data["findings"][0]["problem"] == "no cache here"
 
@@ -268,8 +295,8 @@ def test_verify_fix_removes_a_leftover_temp_dir(tmp_path: Path, capsys: pytest.C
     old = time.time() - 7200
     os.utime(cache / ".tmpLeft", (old, old))
     assert invoke(root_env(tmp_path), "verify", str(cache), "--fix") == 0
-    err = capsys.readouterr().err
-    assert "verify --fix: removed 1 broken or leftover item(s)" in err and "OK" in err
+    out, err = capsys.readouterr()
+    assert "verify --fix: removed 1 broken or leftover item(s)" in err and out.splitlines()[-1] == "  OK"
     assert not (cache / ".tmpLeft").exists()
 
 
@@ -300,10 +327,11 @@ def test_doctor_names_each_problem_and_fails_with_exit_5(tmp_path: Path, capsys:
     with pytest.raises(VerifyFailed) as info:
         invoke({"CI_CACHE_ROOT": str(tmp_path / "root"), "PATH": str(tmp_path / "empty")}, "doctor")
     assert info.value.exit_code == 5
-    err = capsys.readouterr().err
-    assert "[ok] root:" in err
-    assert "[PROBLEM] uv: uv not found on PATH" in err
-    assert "[PROBLEM] jobs: 0 live, 1 stale job dir(s)" in err and "run `ci-cache gc`" in err
+    out, err = capsys.readouterr()
+    assert "[ok] root:" in out
+    assert "[PROBLEM] uv: uv not found on PATH" in out
+    assert "[PROBLEM] jobs: 0 live, 1 stale job dir(s)" in out and "run `ci-cache gc`" in out
+    assert err == ""  # the report is the command's output (the error line is cli.main's, tested below)
 
 
 def test_demo_refuses_no_jobs_before_it_builds_anything(tmp_path: Path) -> None:
@@ -406,6 +434,85 @@ def test_run_shared_holds_the_writer_locks_and_counts_the_wait(tmp_path: Path) -
     assert result["mode"] == "shared" and result["phases"]["lock_wait"] == 0.0
 
 
+def set_up(tmp_path: Path, capsys: pytest.CaptureFixture[str], before: dict[str, str], *argv: str) -> dict[str, str]:
+    """`setup --format json` with the shell's env `before`; returns the env the shell has after it."""
+    assert invoke(before, "setup", "--format", "json", *argv) == 0
+    alloc = json.loads(capsys.readouterr().out)
+    after = {**before, **alloc["env"]}
+    if alloc["path_prepend"]:
+        after["PATH"] = os.pathsep.join([*alloc["path_prepend"], before["PATH"]])
+    return after
+
+
+@pytest.mark.spawns
+@pytest.mark.parametrize(("fmt", "expected"), [
+    ("bash", ["export TEMP='/old tmp'", "export CI_CACHE_ROOT='{root}'", "unset TMPDIR", "unset UV_CACHE_DIR",
+              "unset CI_CACHE_TOKEN"]),
+    ("powershell", ["$env:TEMP = '/old tmp'", "$env:TMPDIR = $null", "$env:UV_CACHE_DIR = $null"]),
+    ("cmd", ['set "TEMP=/old tmp"', 'set "TMPDIR="', 'set "UV_CACHE_DIR="']),
+    ("dotenv", ["TEMP=/old tmp", "TMPDIR=", "UV_CACHE_DIR="]),
+])
+def test_finish_gives_the_shell_back_the_env_it_had_before_setup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str, expected: list[str]
+) -> None:
+    """After finish, TEMP/TMP/TMPDIR/UV_CACHE_DIR must not point into the deleted job dir (mktemp fails)."""
+    root = tmp_path / "root"
+    before = root_env(tmp_path, TEMP="/old tmp", TMP="/old tmp", CI_CACHE_JOB="restore-1", CI_CACHE_ROOT=str(root))
+    after = set_up(tmp_path, capsys, before, "--mode", "isolated", "--tools", "uv,temp")
+    assert after["TMPDIR"].startswith(str(root / "jobs"))
+    assert invoke(after, "finish", "--format", fmt) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    for line in expected:
+        assert line.format(root=root) in lines, (line, out)
+    assert "merge: always" in err  # the summary still goes to stderr
+    restored = {name for name in ("TEMP", "TMP", "TMPDIR", "UV_CACHE_DIR") if any(name in line for line in lines)}
+    assert restored == {"TEMP", "TMP", "TMPDIR", "UV_CACHE_DIR"}
+    assert not any(str(root / "jobs") in line for line in lines)  # nothing points into the job dir
+
+
+@pytest.mark.spawns
+@pytest.mark.parametrize("fmt", ["json", "github"])
+def test_finish_json_has_the_summary_and_what_to_restore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    before = root_env(tmp_path, TMPDIR="/old", CI_CACHE_JOB="restore-2", GITHUB_ENV=str(tmp_path / "github_env"))
+    after = set_up(tmp_path, capsys, before, "--mode", "isolated", "--tools", "temp")
+    (tmp_path / "github_env").write_text("")
+    assert invoke(after, "finish", "--format", fmt) == 0
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert data["job"] == "restore-2" and "cleanup" in data["phases"] and data["merge_decision"]
+    assert data["env"]["TMPDIR"] == "/old" and data["env"]["CI_CACHE_JOB"] == "restore-2"  # as they were
+    assert {"TEMP", "TMP", "CI_CACHE_TOKEN", "CI_CACHE_JOB_DIR"} <= set(data["unset"])
+    assert data["path_prepend"] == [] and data["path_remove"] == []
+    assert ("merge" in err) == (fmt == "github")  # json is for machines: no text summary
+    if fmt == "github":
+        assert "TMPDIR<<ghadelimiter_" in (tmp_path / "github_env").read_text()
+    with pytest.raises(UsageError, match="--json and --format bash"):
+        invoke(after, "finish", "--json", "--format", "bash")
+
+
+@pytest.mark.spawns
+def test_finish_takes_a_shared_jobs_shims_off_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = root_env(tmp_path, CI_CACHE_JOB="restore-3", PATH=f"/usr/local/bin{os.pathsep}/usr/bin")
+    after = set_up(tmp_path, capsys, before, "--mode", "shared", "--tools", "uv,temp")
+    assert after["PATH"] != before["PATH"]
+    assert invoke(after, "finish", "--format", "bash") == 0
+    assert f"export PATH='/usr/local/bin{os.pathsep}/usr/bin'" in capsys.readouterr().out.splitlines()
+
+
+def test_finish_with_nothing_allocated_prints_nothing_to_restore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = root_env(tmp_path, CI_CACHE_TOKEN=job.NO_TOKEN, CI_CACHE_JOB="off-1")
+    assert invoke(env, "finish", "--format", "bash") == 0
+    assert capsys.readouterr().out == ""
+    assert invoke(env, "finish", "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["env"] == {} and data["unset"] == [] and data["job"] == "off-1"
+
+
 def test_a_busy_id_fails_setup_in_process(tmp_path: Path) -> None:
     env = root_env(tmp_path, CI_CACHE_JOB="busy", CI_CACHE_TOOLS="temp")
     ctx = options.make_context(parse("setup", "--mode", "isolated"), env)
@@ -430,9 +537,9 @@ def test_main_maps_errors_to_their_exit_codes_and_hides_tracebacks(
     assert cli.main(["prune", "--max-size", "lots"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ci-cache: error: flag --max-size") and "Traceback" not in err
-    assert cli.main(["verify"]) == 5
+    assert cli.main(["verify", str(tmp_path / "no-cache")]) == 5
     assert "Traceback" not in capsys.readouterr().err
-    assert cli.main(["--debug", "verify"]) == 5
+    assert cli.main(["--debug", "verify", str(tmp_path / "no-cache")]) == 5
     assert "Traceback" in capsys.readouterr().err
 
 
@@ -475,5 +582,5 @@ def test_main_reads_quiet_and_debug_from_the_environment(
     assert cli.main(["gc"]) == 0
     assert capsys.readouterr().err == ""
     monkeypatch.setenv("CI_CACHE_DEBUG", "1")
-    assert cli.main(["verify"]) == 5
+    assert cli.main(["verify", str(tmp_path / "no-cache")]) == 5
     assert "Traceback" in capsys.readouterr().err

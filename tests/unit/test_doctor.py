@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import doctor, osapi
+from ci_cache import config, doctor, fsops, jobdirs, osapi, status
 from ci_cache.store import Store
 
 NO_UV = {"PATH": ""}
@@ -106,3 +106,52 @@ def test_uv_on_the_path_is_asked_its_version(tmp_path: Path) -> None:
     (bin_dir / "uv").chmod(0o755)
     found = checks(doctor.diagnose(Store(tmp_path / "root"), {"PATH": str(bin_dir)}, windows=False))
     assert found["uv"].ok and found["uv"].detail == f"{bin_dir / 'uv'}: uv 9.9.9"
+
+
+@pytest.mark.parametrize(("case", "level"), [
+    (({"uv_link_mode": "hardlink"}, {}, True), "WARNING"),
+    (({"uv_link_mode": "unset"}, {}, True), "WARNING"),  # uv's own default on Windows
+    (({"uv_link_mode": "unset"}, {"UV_LINK_MODE": "hardlink"}, True), "WARNING"),
+    (({"uv_link_mode": "unset"}, {"UV_LINK_MODE": "copy"}, True), None),
+    (({}, {"UV_LINK_MODE": "hardlink"}, True), None),  # auto: ci-cache sets copy for its jobs
+    (({"uv_link_mode": "hardlink", "mode": "shared"}, {}, True), None),
+    (({"uv_link_mode": "hardlink", "mode": "isolated"}, {}, False), None),  # no file sharing rules off Windows
+    (({"uv_link_mode": "symlink", "mode": "isolated"}, {}, False), "PROBLEM"),
+])
+def test_doctor_warns_of_hardlinks_with_isolated_jobs_on_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: tuple[dict[str, str], dict[str, str], bool],
+    level: str | None,
+) -> None:
+    settings, env, windows = case
+    monkeypatch.setattr(osapi, "long_paths_enabled", lambda: True)
+    cfg = config.Config.model_validate({"mode": "isolated", **settings})
+    diagnosis = doctor.diagnose(Store(tmp_path / "root"), {**NO_UV, **env}, windows=windows, config=cfg)
+    found = checks(diagnosis)
+    text = doctor.render(diagnosis)
+    if level is None:
+        assert "link mode" not in found
+        return
+    assert f"[{level}] link mode: UV_LINK_MODE=" in text
+    if level == "WARNING":
+        assert found["link mode"].ok and "uv_link_mode: auto" in found["link mode"].advice
+        assert "8 of 16 jobs failed" in found["link mode"].detail
+        assert text.endswith("1 problem(s) found, 1 warning(s)")  # uv is missing here: that is the problem
+    else:
+        assert not found["link mode"].ok and "finish deletes" in found["link mode"].detail
+
+
+def test_a_finished_jobs_held_dir_is_listed_but_no_problem(tmp_path: Path) -> None:
+    store = Store(tmp_path / "root")
+    store.ensure()
+    job_dir = jobdirs.new_dir(store, "jfin00000000")
+    store.write_record("jfin00000000", {"job": "build-7", "dir": str(job_dir)})
+    jobdirs.mark_finished(job_dir, store.record("jfin00000000"))
+    (store.jobs_dir / f"{fsops.TEMP_PREFIX}1-abc").mkdir()  # a dir a background delete works on
+    state = status.collect(store)
+    assert state["finished_jobs"] == [{"key": "jfin00000000", "job": "build-7", "dir": str(job_dir)}]
+    assert state["stale_jobs"] == [] and len(state["trash"]) == 1
+    text = status.render(state)
+    assert "finished jobs whose dir was held open at finish: 1 (the next gc deletes them)" in text
+    assert f"  build-7 {job_dir}" in text and "job dirs being deleted in the background: 1" in text
+    found = checks(doctor.diagnose(store, NO_UV, windows=False))
+    assert found["jobs"].ok and "1 finished job dir(s) held open at finish, which gc deletes" in found["jobs"].detail

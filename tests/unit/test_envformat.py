@@ -471,3 +471,56 @@ def test_json_and_github_print_the_whole_document_with_the_checked_env(tmp_path:
 def test_gitlab_is_the_shell_executor_shell(windows: bool, same_as: str) -> None:
     e = export({"A": "x y", "B": "é"}, ["/opt" if not windows else "C:\\opt"], windows=windows)
     assert emit("gitlab", e) == emit(same_as, e)
+
+
+# --- undoing an export (finish --format F) ------------------------------------------------------------
+
+
+def undo(env: Mapping[str, str], unset: Sequence[str], path_remove: Sequence[str] = (), *, windows: bool = False,
+         ci_env: Mapping[str, str] | None = None) -> EnvExport:
+    return EnvExport(env=env, path_prepend=[], windows=windows, ci_env=ci_env or {}, unset=unset,
+                     path_remove=path_remove)
+
+
+@pytest.mark.spawns
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_bash_undo_sets_back_unsets_and_takes_the_dirs_off_path() -> None:
+    script = emit("bash", undo({"TEMP": "/old tmp"}, ["TMPDIR"], ["/job/bin"],
+                               ci_env={"PATH": "/job/bin:/usr/bin:/bin"}))
+    assert script.splitlines() == ["export TEMP='/old tmp'", "unset TMPDIR", "export PATH='/usr/bin:/bin'"]
+    got = _eval_sh("bash", "export TMPDIR=/job/tmp; " + script, ["TEMP", "TMPDIR", "PATH"],
+                   path="/job/bin:/usr/bin:/bin")
+    assert got == ["/old tmp", "<unset>", "/usr/bin:/bin"]
+
+
+def test_undo_in_each_format() -> None:
+    e = undo({"TEMP": "C:\\old"}, ["UV_CACHE_DIR"], ["C:\\Job\\bin\\"], windows=True,
+             ci_env={"Path": "c:\\job\\BIN;C:\\Windows"})
+    assert emit("powershell", e).splitlines() == ["$env:TEMP = 'C:\\old'", "$env:UV_CACHE_DIR = $null",
+                                                  "$env:PATH = 'C:\\Windows'"]
+    assert emit("cmd", e).splitlines() == ['set "TEMP=C:\\old"', 'set "UV_CACHE_DIR="', 'set "PATH=C:\\Windows"']
+    # dotenv cannot remove a variable, nor say PATH: an empty one is what tools read as unset
+    assert emit("dotenv", e).splitlines() == ["TEMP=C:\\old", "UV_CACHE_DIR="]
+    # Git Bash hands Windows programs a converted PATH: it is left alone (the dirs no longer exist)
+    assert emit("bash", e).splitlines() == ["export TEMP='C:\\old'", "unset UV_CACHE_DIR"]
+    assert json.loads(emit("json", e)) == {"env": {"TEMP": "C:\\old"}, "path_prepend": [], "unset": ["UV_CACHE_DIR"],
+                                           "path_remove": ["C:\\Job\\bin\\"]}
+
+
+def test_undo_leaves_path_alone_when_the_dirs_are_not_on_it() -> None:
+    e = undo({}, [], ["/job/bin"], ci_env={"PATH": "/usr/bin"})
+    assert emit("bash", e) == "" and emit("cmd", e) == ""
+
+
+def test_github_undo_empties_what_it_cannot_remove(tmp_path: Path) -> None:
+    e = undo({"TEMP": "/old"}, ["TMPDIR"], ci_env={"GITHUB_ENV": str(tmp_path / "env")})
+    emit("github", e)
+    assert _parse_github_env((tmp_path / "env").read_text(encoding="utf-8")) == {"TEMP": "/old", "TMPDIR": ""}
+
+
+@pytest.mark.parametrize("fmt", ["bash", "powershell", "cmd", "dotenv", "json"])
+def test_undo_rejects_bad_names_and_path(fmt: str) -> None:
+    with pytest.raises(UsageError, match="invalid environment variable name"):
+        emit(fmt, undo({}, ["A-B"]))
+    with pytest.raises(UsageError, match="PATH cannot be set"):
+        emit(fmt, undo({}, ["PATH"]))

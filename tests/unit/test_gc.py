@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import fsops, gc, lease, osapi
+from ci_cache import fsops, gc, jobdirs, lease, osapi
+from ci_cache.errors import StoreError
 from ci_cache.store import Store
 
 GRACE = 3600.0
@@ -150,10 +151,27 @@ def test_gc_of_an_empty_or_missing_root(tmp_path: Path) -> None:
     assert (report.reclaimed_jobs, report.reclaimed_temp, report.live_jobs) == ([], [], [])
 
 
-def test_maybe_collect_runs_at_most_once_per_interval(store: Store) -> None:
+@pytest.fixture
+def background_deletes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """What gc hands to detached deletes (none starts here: the unit tier starts no process)."""
+    started: list[Path] = []
+
+    def start(path: Path, env: object = None) -> bool:
+        started.append(path)
+        return True
+
+    monkeypatch.setattr(osapi, "start_background_delete", start)
+    return started
+
+
+def test_maybe_collect_runs_at_most_once_per_interval(store: Store, background_deletes: list[Path]) -> None:
     make_job(store, "jdead0000003", age_seconds=NOW - time.time() + GRACE * 2)
     first = gc.maybe_collect(store, grace=GRACE, interval=600)
     assert first is not None and first.reclaimed_jobs == ["jdead0000003"]
+    # The gc of a job's setup deletes nothing itself: the dir was moved away for a detached delete.
+    (trash,) = background_deletes
+    assert trash.name.startswith(fsops.TEMP_PREFIX) and (trash / "uv" / "archive-v0" / "abc" / "mod.py").is_file()
+    assert not store.job_dir("jdead0000003").exists()
     assert gc.maybe_collect(store, grace=GRACE, interval=600) is None
     os.utime(store.gc_stamp, (0, 0))  # the interval has passed
     assert gc.maybe_collect(store, grace=GRACE, interval=600) is not None
@@ -190,3 +208,83 @@ def test_gc_reclaims_trash_a_dead_background_delete_left(tmp_path: Path) -> None
     report = gc.collect(store, grace=3600)
     assert str(dead) in report.reclaimed_temp and not dead.exists()
     assert busy.exists()  # still changing: a background delete may be working on it
+    assert str(busy) in gc.collect(store, grace=0).reclaimed_temp and not busy.exists()  # `gc --grace 0s`: now
+
+
+def finished_leftover(store: Store, key: str, *, age_seconds: float) -> Path:
+    """A dir that finish could not move away: still there, its record renamed to the finished mark."""
+    job_dir = jobdirs.new_dir(store, key)
+    (job_dir / "uv" / "f.py").parent.mkdir(parents=True)
+    (job_dir / "uv" / "f.py").write_text("x")
+    store.write_record(key, {"job": f"job-{key}", "dir": str(job_dir)})
+    jobdirs.mark_finished(job_dir, store.record(key))
+    for path in (job_dir, jobdirs.finished_mark(job_dir)):
+        age(path, age_seconds)
+    return job_dir
+
+
+def test_a_finished_jobs_leftover_dir_goes_at_once_with_no_grace(store: Store) -> None:
+    job_dir = finished_leftover(store, "jfin00000001", age_seconds=1)
+    report = gc.collect(store, grace=GRACE, now=NOW)
+    assert report.reclaimed_finished == [str(job_dir)] and report.reclaimed_jobs == []
+    assert not job_dir.exists() and not jobdirs.finished_mark(job_dir).exists()
+    assert store.job_keys() == []
+
+
+def test_a_finished_leftover_goes_even_while_a_new_allocation_of_the_id_lives(store: Store) -> None:
+    old = finished_leftover(store, "jfin00000002", age_seconds=1)
+    new = jobdirs.new_dir(store, "jfin00000002")
+    store.write_record("jfin00000002", {"job": "job-again", "dir": str(new)})
+    held = osapi.try_lock(store.lease("jfin00000002"))
+    assert held is not None
+    try:
+        report = gc.collect(store, grace=0, now=NOW)
+    finally:
+        held.release()
+    assert report.reclaimed_finished == [str(old)] and report.live_jobs == ["jfin00000002"]
+    assert not old.exists() and new.is_dir() and store.read_record("jfin00000002") is not None
+
+
+def test_a_finished_leftover_still_held_stays_for_a_later_gc(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_dir = finished_leftover(store, "jfin00000003", age_seconds=1)
+
+    def held(path: Path) -> None:
+        raise StoreError(f"1 entry of {path} could not be deleted: still locked")
+
+    monkeypatch.setattr(fsops, "rmtree", held)
+    assert gc.collect(store, grace=GRACE, now=NOW).reclaimed_finished == []
+    assert job_dir.is_dir() and jobdirs.finished_mark(job_dir).is_file()
+    monkeypatch.undo()
+    assert gc.collect(store, grace=GRACE, now=NOW).reclaimed_finished == [str(job_dir)]
+
+
+def test_the_gc_of_a_setup_hands_finished_leftovers_to_a_detached_delete(
+    store: Store, background_deletes: list[Path]
+) -> None:
+    job_dir = finished_leftover(store, "jfin00000004", age_seconds=1)
+    report = gc.collect(store, grace=GRACE, now=NOW, background=True)
+    assert report.reclaimed_finished == [str(job_dir)] and not job_dir.exists()
+    (trash,) = background_deletes
+    assert (trash / "uv" / "f.py").is_file()  # moved away whole; the detached process deletes it
+
+
+def test_dead_allocations_of_every_generation_go_after_the_grace(store: Store) -> None:
+    dirs = [jobdirs.new_dir(store, "jgen00000001") for _ in range(2)]
+    store.write_record("jgen00000001", {"job": "j", "dir": str(dirs[1])})
+    for path in (*dirs, store.record("jgen00000001")):
+        age(path, GRACE / 2)
+    assert gc.collect(store, grace=GRACE, now=NOW).reclaimed_jobs == []
+    for path in (*dirs, store.record("jgen00000001")):
+        age(path, GRACE * 2)
+    assert gc.collect(store, grace=GRACE, now=NOW).reclaimed_jobs == ["jgen00000001"]
+    assert not any(d.exists() for d in dirs) and store.job_keys() == []
+
+
+def test_a_file_left_in_the_jobs_dir_for_gc_goes_without_a_process(
+    store: Store, background_deletes: list[Path]
+) -> None:
+    probe = store.jobs_dir / f"{fsops.TEMP_PREFIX}9-probe"
+    probe.write_text("ci-cache probe")
+    age(probe, 120)
+    report = gc.collect(store, grace=GRACE, now=NOW, background=True)
+    assert report.reclaimed_temp == [str(probe)] and not probe.exists() and background_deletes == []

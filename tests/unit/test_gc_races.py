@@ -11,6 +11,7 @@ import pytest
 
 from ci_cache import fsops, gc, osapi
 from ci_cache.store import Store
+from ci_cache.tools.uv import UvTool
 
 
 class Listing(list[os.DirEntry[str]]):
@@ -39,10 +40,23 @@ def _vanishing_after_listing(monkeypatch: pytest.MonkeyPatch, doomed: Path) -> N
     monkeypatch.setattr(os, "scandir", scandir)
 
 
+def _vanishing_after_listdir(monkeypatch: pytest.MonkeyPatch, doomed: Path) -> None:
+    """os.listdir names `doomed`, which is deleted before anyone can stat it."""
+    real = os.listdir
+
+    def listdir(path: str | os.PathLike[str]) -> list[str]:
+        names = real(path)
+        if Path(path) == doomed.parent and doomed.exists():
+            fsops.rmtree(doomed)
+        return names
+
+    monkeypatch.setattr(os, "listdir", listdir)
+
+
 def test_trash_deleted_meanwhile_is_skipped(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     trash = store.jobs_dir / f"{fsops.TEMP_PREFIX}123-abc"
     (trash / "uv").mkdir(parents=True)
-    _vanishing_after_listing(monkeypatch, trash)
+    _vanishing_after_listdir(monkeypatch, trash)
     assert gc.reclaim_trash(store, now=1e12) == []
     assert not trash.exists()
 
@@ -59,7 +73,7 @@ def test_a_temp_dir_renamed_into_place_meanwhile_is_no_leftover(store: Store, mo
         return real_lstat(path)
 
     monkeypatch.setattr(os, "lstat", lstat)
-    with gc.leftover_temp_dirs(cache, grace=0, now=1e12) as leftovers:
+    with gc.leftover_temp_dirs(cache, grace=0, now=1e12, own_lock=UvTool.own_lock) as leftovers:
         assert leftovers == []
     assert (cache / "archive-v0" / "AbCdEf").is_dir()
 

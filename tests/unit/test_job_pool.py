@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the synthetic c
 @pytest.fixture(autouse=True)
 def in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(osapi, "start_bulk_link", lambda sources, target: None)
-    monkeypatch.setattr(osapi, "start_background_delete", lambda path: False)
+    monkeypatch.setattr(osapi, "start_background_delete", lambda path, env=None: False)
 
 
 def make_ctx(root: Path, job_id: str, *, trusted: bool = True, **settings: object) -> job.Context:

@@ -7,22 +7,36 @@ background delete is replaced by an in-process one where a test releases a dir.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from ci_cache import config, faults, fsops, job, osapi, prune
+from ci_cache import config, faults, fsops, gc, job, jobdirs, osapi, prune, status, summary
 from ci_cache.errors import JobBusy, StoreError, UsageError
 from ci_cache.job import bound, claim, context, env, merge, record, release, seed
 from ci_cache.providers import JobIdentity
+from ci_cache.store import Store
 from ci_cache.tools.generic import GenericTool, TempTool
 
 
 @pytest.fixture(autouse=True)
-def no_background_delete(monkeypatch: pytest.MonkeyPatch) -> None:
-    """release_dir deletes here instead of in a background process (the unit tier starts none)."""
-    monkeypatch.setattr(osapi, "start_background_delete", lambda path: False)
+def background_deletes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The detached delete of a released dir runs here instead (the unit tier starts no process); returns
+    the dirs it was given, in order."""
+    started: list[Path] = []
+
+    def delete_here(path: Path, env: object = None) -> bool:
+        started.append(path)
+        with contextlib.suppress(StoreError):  # what is held stays, as with `rd /s /q`
+            fsops.rmtree(path)
+        return True
+
+    monkeypatch.setattr(osapi, "start_background_delete", delete_here)
+    return started
 
 
 def make_ctx(root: Path, *, trusted: bool = True, windows: bool = False, **settings: object) -> job.Context:
@@ -117,23 +131,126 @@ def test_record_write_keeps_created_and_extra_across_writes(tmp_path: Path) -> N
     assert second["trusted"] is True and second["provider"] == "local"
 
 
-def test_release_dir_renames_away_at_once_and_falls_back_to_deleting_here(
+def test_release_dir_moves_the_dir_away_at_once_for_a_background_delete(
+    tmp_path: Path, background_deletes: list[Path]
+) -> None:
+    store = Store(tmp_path / "root")
+    job_dir = jobdirs.new_dir(store, "j1")
+    (job_dir / "uv").mkdir()
+    store.write_record("j1", {"job": "build-1", "dir": str(job_dir)})
+    assert release.release_dir(store, "j1", job_dir, {}) is None
+    (trash,) = background_deletes
+    assert trash.parent == store.jobs_dir and trash.name.startswith(fsops.TEMP_PREFIX)  # renamed, then deleted
+    assert not job_dir.exists() and store.read_record("j1") is None and list(store.jobs_dir.iterdir()) == []
+    assert release.release_dir(store, "j1", job_dir, {}) is None  # already gone: nothing to do
+
+
+def test_a_dir_that_cannot_be_moved_stays_marked_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background_deletes: list[Path]
+) -> None:
+    """What a scanner's open file does on Windows: the rename fails. Nothing is retried or deleted inline."""
+    store = Store(tmp_path / "root")
+    job_dir = jobdirs.new_dir(store, "j1")
+    (job_dir / "uv").mkdir()
+    store.write_record("j1", {"job": "build-1", "dir": str(job_dir)})
+    renames: list[str] = []
+    rename = os.rename
+
+    def held(src: str, dst: str) -> None:
+        renames.append(src)
+        if src == str(job_dir):
+            raise OSError(errno.EBUSY, "Sharing violation", src)  # transient, as fsops sees winerror 32 on Windows
+        rename(src, dst)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "rename", held)
+        left = release.release_dir(store, "j1", job_dir, {})
+    assert left == release.LeftForGc(job_dir, "Sharing violation", held=True)  # the OS's words, once
+    assert renames == [str(job_dir), str(store.record("j1"))]  # one attempt each
+    assert store.read_record("j1") is None
+    mark = jobdirs.finished_mark(job_dir)
+    assert json.loads(mark.read_text())["job"] == "build-1"  # the record, renamed: it says the job finished
+    assert background_deletes == [job_dir]  # what is not held goes now, in place (here: all of it)
+    assert gc.collect(store, grace=3600).reclaimed_finished == [] and not mark.exists()  # its dir went meanwhile
+
+
+def test_a_record_a_scan_holds_is_marked_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background_deletes: list[Path]
+) -> None:
+    """A scan holds every file it has not seen: finish cannot delete (nor rename) the record it just wrote.
+    It makes the finished mark anew instead, and gc drops the record and the mark; no one waits."""
+    store = Store(tmp_path / "root")
+    job_dir = jobdirs.new_dir(store, "j1")
+    store.write_record("j1", {"job": "build-1", "dir": str(job_dir)})
+    attempts: list[str] = []
+
+    def held(path: str, *args: object) -> None:
+        attempts.append(path)
+        raise OSError(errno.EBUSY, "Sharing violation", path)
+
+    rename = os.rename
+
+    def rename_but_the_record(src: str, dst: str) -> None:
+        if src == str(store.record("j1")):
+            held(src)
+        rename(src, dst)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "unlink", held)
+        patched.setattr(os, "rename", rename_but_the_record)
+        assert release.release_dir(store, "j1", job_dir, {}) is None  # the dir itself moved away
+    assert attempts == [str(store.record("j1"))] * 2  # one attempt to delete it, one to rename it
+    mark = jobdirs.finished_mark(job_dir)
+    assert json.loads(mark.read_text())["job"] == "build-1" and store.record("j1").exists()
+    assert status.collect(store)["stale_jobs"] == []  # a finished job's record, not a dead job's
+    gc.collect(store, grace=3600)
+    assert not mark.exists() and not store.record("j1").exists() and store.job_keys() == []
+
+
+def test_setup_never_waits_for_nor_deletes_what_a_finished_allocation_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background_deletes: list[Path]
+) -> None:
+    ctx = make_ctx(tmp_path / "root")
+    first = job.setup(ctx, in_process=True)
+    assert first.job_dir.parent == ctx.store.jobs_dir and first.job_dir.name.startswith(ctx.key + ".")
+    with monkeypatch.context() as patched:
+        patched.setattr(osapi, "start_background_delete", lambda path, env=None: False)
+        patched.setattr(jobdirs, "move_away", _held)
+        result = job.finish(ctx, "success", held=first.lease)
+    # Held open by another process is no fault of the job's: a fact in the summary, not a warning.
+    assert first.job_dir.is_dir() and result.warnings == []
+    assert result.cleanup == {"left_for_gc": str(first.job_dir), "reason": "Sharing violation"}
+    text = summary.text(result.as_json())
+    assert text.count("Sharing violation") == 1 and "the next gc deletes it" in text
+    second = job.setup(ctx, in_process=True)  # the same id: a dir of its own, the old one untouched
+    assert second.job_dir != first.job_dir and second.job_dir.is_dir() and first.job_dir.is_dir()
+    assert background_deletes == []
+    assert ctx.store.read_record(ctx.key)["dir"] == str(second.job_dir)  # type: ignore[index]
+    job.finish(ctx, "success", held=second.lease)
+    assert not second.job_dir.exists() and first.job_dir.is_dir()
+
+
+def _held(path: Path) -> Path:
+    raise StoreError(f"move {path} out of the way: still locked by another process after 1 attempts",
+                     hint="an antivirus scanner or another job holds the file") from PermissionError(
+                         13, "Sharing violation", str(path), None, 32)
+
+
+def test_a_dir_that_cannot_be_moved_for_another_reason_is_one_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job_dir = tmp_path / "jobs" / "j1"
-    (job_dir / "uv").mkdir(parents=True)
-    release.release_dir(job_dir)
-    assert not job_dir.exists() and list((tmp_path / "jobs").iterdir()) == []
+    ctx = make_ctx(tmp_path / "root")
+    alloc = job.setup(ctx, in_process=True)
 
-    (job_dir / "uv").mkdir(parents=True)
+    def refused(path: Path) -> Path:
+        raise PermissionError(13, "Permission denied", str(path))
 
-    def cannot_rename(path: Path) -> Path:
-        raise PermissionError(13, "held open")
-
-    monkeypatch.setattr(fsops, "rename_away", cannot_rename)
-    release.release_dir(job_dir)
-    assert not job_dir.exists()
-    release.release_dir(job_dir)  # already gone: nothing to do
+    with monkeypatch.context() as patched:
+        patched.setattr(jobdirs, "move_away", refused)
+        result = job.finish(ctx, "success", held=alloc.lease)
+    assert result.warnings == [f"could not release the job dir {alloc.job_dir} (Permission denied); `ci-cache gc` "
+                               "deletes it"]
+    assert jobdirs.finished_mark(alloc.job_dir).is_file()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from ci_cache.store import Store
 
 @pytest.fixture(autouse=True)
 def in_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(osapi, "start_background_delete", lambda path: False)
+    monkeypatch.setattr(osapi, "start_background_delete", lambda path, env=None: False)
 
 
 def cache_with(tmp_path: Path, name: str, content: str) -> Path:

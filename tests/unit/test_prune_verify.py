@@ -39,6 +39,7 @@ class FakeTool:
     has_shared_cache: bool = True
     keeps_warm: bool = False
     commands: tuple[str, ...] = ()
+    own_lock: str | None = None
     pruned: list[PruneRequest] = field(default_factory=list)
     lock_held: list[bool] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -202,7 +203,9 @@ def test_verify_of_a_missing_cache_is_an_error_and_creates_nothing(store: Store)
     assert verify.render(uv_report).splitlines() == [
         f"{store.shared_cache('uv')}: 0 pointers, 0 archives checked",
         f"  error: {store.shared_cache('uv')}: no cache here",
-        "  1 error(s); `ci-cache verify --fix` repairs them",
+        # --fix cannot make a cache appear: advising it would only loop.
+        f"  1 error(s); no cache at {store.shared_cache('uv')}: give the path of a uv cache, or no path for the "
+        "shared one",
     ]
 
 
@@ -252,7 +255,7 @@ def test_verify_creates_no_lock_file_and_then_cannot_know_that_nobody_writes(tmp
 def test_leftover_temp_dirs_holds_the_writer_lock_while_the_block_runs(store: Store) -> None:
     cache = store.shared_cache("uv")
     temp_dir(cache, f"{fsops.TEMP_PREFIX}3-aaa", age=5)
-    with gc.leftover_temp_dirs(cache, grace=GRACE, now=NOW) as leftovers:
+    with gc.leftover_temp_dirs(cache, grace=GRACE, now=NOW, own_lock=None) as leftovers:
         assert [(lo.path.name, lo.reclaimable) for lo in leftovers] == [(f"{fsops.TEMP_PREFIX}3-aaa", True)]
         assert osapi.try_lock(store.write_lock("uv")) is None  # a merge would wait until we are done
     after = osapi.try_lock(store.write_lock("uv"))
@@ -279,11 +282,15 @@ def test_fix_removes_exactly_what_the_findings_list(tmp_path: Path) -> None:
 
 
 def test_render_says_what_was_checked_and_what_to_do(tmp_path: Path) -> None:
-    report = VerifyReport(tmp_path, [Finding("error", "w/x.http", "names archive A, which does not exist")],
-                          checked={"pointers": 3, "archives": 2})
+    report = VerifyReport(tmp_path, [Finding("error", "w/x.http", "names archive A, which does not exist",
+                                             [tmp_path / "w" / "x.http"])], checked={"pointers": 3, "archives": 2})
     assert verify.render(report).splitlines() == [
         f"{tmp_path}: 3 pointers, 2 archives checked",
         "  error: w/x.http: names archive A, which does not exist",
         "  1 error(s); `ci-cache verify --fix` repairs them",
     ]
+    # An error that --fix cannot remove is not met with advice to run it (which would loop).
+    unfixable = VerifyReport(tmp_path, [Finding("error", "w/y.http", "odd")], checked={"pointers": 1})
+    assert verify.render(unfixable).splitlines()[-1] == (
+        "  1 error(s); `ci-cache verify --fix` cannot repair these; `uv cache clean` of this cache starts it afresh")
     assert verify.render(VerifyReport(tmp_path)).splitlines() == [f"{tmp_path}: nothing checked", "  OK"]

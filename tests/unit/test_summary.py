@@ -55,6 +55,15 @@ def test_text_summary_has_one_line_per_tool_and_the_numbers() -> None:
     assert lines[-1] == "  warning: seeding the pip cache was partial"
 
 
+def test_the_counts_say_what_they_count() -> None:
+    """Files linked, files copied, and bytes copied: a link takes no space, so the bytes are the copies'."""
+    lines = summary.text(finished()).splitlines()
+    assert ("  uv: seeded 7300 files: 7000 linked, 300 copied, 512.0 MiB copied (full); merged 4 entries (120 "
+            "files, 3.0 MiB copied); 2 already there") in lines
+    assert ("  pip: seeded 3 files: 0 linked, 3 copied, 1.5 KiB copied (key files); merged failed: No space left "
+            "on device") in lines
+
+
 def test_markdown_summary_is_a_table() -> None:
     md = summary.markdown(finished(retries=["os error 32", "Access is denied"]))
     lines = md.splitlines()
@@ -91,7 +100,7 @@ def test_a_minimal_summary_renders() -> None:
 )
 def test_sizes_are_human(size: int, shown: str) -> None:
     data = finished(merged={"uv": MergeStats(bytes=size).as_dict()}, seeded={})
-    assert f", {shown};" in summary.text(data)
+    assert f", {shown} copied);" in summary.text(data)
 
 
 def test_markdown_keeps_pipes_in_messages_from_breaking_the_table() -> None:

@@ -479,3 +479,21 @@ def test_interpreter_queries_reach_the_next_job_and_stay_bounded(caches: Caches,
     UvTool().seed(SeedRequest(shared=caches.shared, job=fresh, link=True, packages=None,
                               manifest=caches.job.parent / "next.manifest.json"))
     assert (fresh / "interpreter-v5" / f"{4:016x}" / "info.msgpack").read_text() == "interpreter 4"
+
+
+def test_interpreter_queries_are_linked_and_a_requery_never_reaches_the_store(caches: Caches) -> None:
+    """uv rewrites a query by renaming a new file over it (measured with uv 0.13.8), so a link is safe,
+    and it costs a directory entry instead of a file."""
+    kept = interpreter_store(caches.shared) / "interpreter-v5" / "0123456789abcdef" / "base.msgpack"
+    write(kept, "base interpreter")
+    stats = UvTool().seed(SeedRequest(shared=caches.shared, job=caches.job, link=True, packages=None,
+                                      manifest=caches.manifest))
+    seeded = caches.job / "interpreter-v5" / "0123456789abcdef" / "base.msgpack"
+    assert os.path.samefile(seeded, kept) and stats.linked >= 1
+    fresh = seeded.with_name("requery.tmp")
+    write(fresh, "re-queried")
+    os.replace(fresh, seeded)  # what uv does
+    assert kept.read_text() == "base interpreter"
+    caches.merge()
+    assert kept.read_text() == "re-queried"  # the job's newer query is kept, as a copy of its own
+    assert not os.path.samefile(seeded, kept)

@@ -16,7 +16,7 @@ import pytest
 
 from ci_cache import osapi
 from ci_cache.tools.base import SeedRequest, SeedStats
-from ci_cache.tools.uv import UvTool
+from ci_cache.tools.uv import UvTool, interpreter_store
 from ci_cache.tools.uv.manifest import Manifest
 from ci_cache.tools.uv.warm import same_links
 from tests.unit.uvcache import (
@@ -48,7 +48,7 @@ NEW = Pkg("demo-new", "3.0.0", "NewArchiveId0001", ("demo-alpha",))
 def in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Link archives and delete the trash in Python: unit tests start no process."""
     monkeypatch.setattr(osapi, "start_bulk_link", lambda sources, target: None)
-    monkeypatch.setattr(osapi, "start_background_delete", lambda path: False)
+    monkeypatch.setattr(osapi, "start_background_delete", lambda path, env=None: False)
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def fresh(caches: Caches, packages: frozenset[str] | None = None) -> Caches:
 
 def assert_as_fresh(caches: Caches, packages: frozenset[str] | None = None) -> None:
     """The refreshed job cache is what a fresh seed makes: entries, content, modes, links to the shared
-    archives, copies of its own; and its manifest names the same files and archives."""
+    archives, copies of its own of the metadata; and its manifest names the same files and archives."""
     made = fresh(caches, packages)
     assert snapshot(caches.job) == snapshot(made.job)
     refreshed, expected = Manifest.load(caches.manifest), Manifest.load(made.manifest)
@@ -83,6 +83,8 @@ def assert_as_fresh(caches: Caches, packages: frozenset[str] | None = None) -> N
         for rel in archive_files(caches.job, archive):
             assert same_file(caches.job / "archive-v0" / archive / rel, caches.shared / "archive-v0" / archive / rel)
     for rel in refreshed.files:
+        if rel.startswith("interpreter-"):
+            continue  # the store's queries are linked (uv replaces a query, never writes into it)
         assert os.lstat(caches.job / rel).st_nlink == 1, rel
         assert not same_file(caches.job / rel, caches.shared / rel) if (caches.shared / rel).exists() else True
 
@@ -99,9 +101,17 @@ def test_an_untouched_warm_cache_is_kept_whole(caches: Caches) -> None:
 
 
 def test_whatever_the_job_did_the_refresh_makes_a_fresh_seed(caches: Caches) -> None:
+    queries = interpreter_store(caches.shared) / "interpreter-v5" / "0123456789abcdef"
+    write(queries / "kept.msgpack", "a query the job left alone")
+    write(queries / "requeried.msgpack", "a query the job's uv wrote anew")
     caches.seed()
     before = snapshot(caches.shared)
+    store_before = snapshot(interpreter_store(caches.shared))
     job = caches.job
+    # uv re-queried an interpreter: a new file renamed over its link to the store's.
+    requeried = job / "interpreter-v5" / "0123456789abcdef" / "requeried.msgpack"
+    write(requeried.with_suffix(".tmp"), "a query the job's uv wrote anew")
+    os.replace(requeried.with_suffix(".tmp"), requeried)
     # uv revalidated an index page (in place, new mtime) and the job did not merge it.
     with open(job / SIMPLE / f"{ALPHA.name}.rkyv", "r+b") as fh:
         fh.write(b"revalidated")
@@ -140,7 +150,10 @@ def test_whatever_the_job_did_the_refresh_makes_a_fresh_seed(caches: Caches) -> 
     assert stats.warm and 0 < stats.kept < stats.files and stats.bytes > 0
     assert snapshot(caches.shared) == before
     assert snapshot(outside) == outside_before  # never written through the link
+    assert snapshot(interpreter_store(caches.shared)) == store_before
     assert_as_fresh(caches)
+    for name in ("kept.msgpack", "requeried.msgpack"):
+        assert same_file(job / "interpreter-v5" / "0123456789abcdef" / name, queries / name)
     assert not (job / "archive-v0" / NEW.archive).exists()
 
 

@@ -54,6 +54,8 @@ class ScenarioConfig:
     reinstall_every: int = 2  # jobs 1, 3, 5, ... (index % reinstall_every == 1) reinstall
     rounds: int = 1  # soak mode repeats the hold + reinstall phase
     step_timeout: float = 600.0
+    # Files written into every job's folder (its cwd) first, e.g. the requirements its key_files name.
+    job_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,8 @@ class _Job:
         self.index, self.lab, self.config, self.wrap = index, lab, config, wrap
         self.dir = workdir / f"job{index}"
         self.dir.mkdir(parents=True, exist_ok=True)
+        for name, text in config.job_files:
+            (self.dir / name).write_text(text, encoding="utf-8")
         self.result = JobResult(index=index, venv=self.dir / "venv")
         self.index_url = index_url
         self.env: dict[str, EnvValue] = {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never",

@@ -22,8 +22,8 @@ import pytest
 from ci_cache.providers import job_key
 from ci_cache_index import IndexServer
 
-from .winagent import Agent, ci_cache_argv, run_to_exit
-from .winlab import EnvValue, Lab, to_windows
+from .winagent import Agent, ci_cache_argv, job_dir_of, run_to_exit
+from .winlab import EnvValue, Lab, from_windows, to_windows
 
 pytestmark = pytest.mark.windows
 
@@ -412,14 +412,15 @@ def warm_root(wine_lab: Lab, wheel_index: IndexServer, tmp_path_factory: pytest.
 
 
 def copy_root(warm_root: Path, tmp_path: Path) -> Path:
+    """The warm root's shared caches (its jobs dir may still hold a dir a detached delete is working on)."""
     root = tmp_path / "root"
-    shutil.copytree(warm_root, root, symlinks=True)
+    shutil.copytree(warm_root, root, symlinks=True, ignore=lambda d, _names: ["jobs"] if Path(d) == warm_root else [])
     return root
 
 
 def verify(lab: Lab, root: Path) -> tuple[int, str]:
     proc = run_to_exit(lab, ci_cache_argv(lab, "verify", "--root", root))
-    return proc.returncode, proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 def shared_index_file(root: Path, package: str) -> Path:
@@ -588,7 +589,9 @@ def test_setup_leaves_a_detached_lease_holder_that_finish_stops(wine_lab: Lab, t
     proc = run_to_exit(wine_lab, ci_cache_argv(wine_lab, "setup", "--format", "json"), env=env)
     assert proc.returncode == 0, proc.stderr
     key = job_key("leased")
-    pid = json.loads((root / "jobs" / f"{key}.json").read_text(encoding="utf-8"))["holder_pid"]
+    record = json.loads((root / "jobs" / f"{key}.json").read_text(encoding="utf-8"))
+    pid, job_dir = record["holder_pid"], from_windows(record["dir"])
+    assert job_dir.is_dir() and job_dir.parent == root / "jobs" and job_dir.name.startswith(f"{key}.")
     probe = spawn("probe")
     state = "result = [osapi.pid_alive(pid), lease.is_held(Path(p))]"
     assert probe.call(state, pid=pid, p=root / "jobs" / f"{key}.lease") == [True, True]
@@ -597,7 +600,7 @@ def test_setup_leaves_a_detached_lease_holder_that_finish_stops(wine_lab: Lab, t
                       "while osapi.pid_alive(pid) and time.monotonic() < deadline: time.sleep(0.05)\n" + state,
                       pid=pid, p=root / "jobs" / f"{key}.lease")
     assert gone == [False, False]
-    assert not (root / "jobs" / key).exists()
+    assert not job_dir.exists() and not (root / "jobs" / f"{key}.json").exists()
 
 
 @pytest.mark.parametrize(("folder", "what"), [("caché", "non-ASCII"), ("bang!", "'!'")])
@@ -666,7 +669,7 @@ def test_shared_mode_shim_takes_the_lock_around_uv(wine_lab: Lab, tmp_path: Path
     env: dict[str, EnvValue] = {"CI_CACHE_ROOT": root, "CI_CACHE_JOB": job, "CI_CACHE_MODE": "shared"}
     proc = run_to_exit(wine_lab, ["cmd.exe", "/d", "/c", bat], env=env, on_stderr_line=on_line)
     try:
-        shim = root / "jobs" / job_key(job) / "bin" / "uv.exe"
+        shim = job_dir_of(root, job) / "bin" / "uv.exe"
         assert shim.read_bytes()[:2] == b"MZ", "the shim is not a Windows executable"
         assert waited and "uv.write.lock" in waited[0], proc.stderr
         assert proc.returncode == 0, proc.stderr
@@ -689,7 +692,7 @@ def test_shared_mode_shim_passes_the_exit_code_of_the_real_command(wine_lab: Lab
     env: dict[str, EnvValue] = {"CI_CACHE_ROOT": root, "CI_CACHE_JOB": job, "CI_CACHE_MODE": "shared"}
     proc = run_to_exit(wine_lab, ["cmd.exe", "/d", "/c", bat], env=env)
     try:
-        assert (root / "jobs" / job_key(job) / "bin" / "uv.exe").is_file(), proc.stderr
+        assert (job_dir_of(root, job) / "bin" / "uv.exe").is_file(), proc.stderr
         assert proc.returncode == 2, proc.stderr  # uv's own code for an unknown subcommand
         assert "no-such-subcommand" in proc.stderr, proc.stderr
     finally:

@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from ci_cache.providers import job_key
 from ci_cache_index import IndexServer
 
 from .scenario import TRANSIENT_PATTERNS
@@ -78,7 +77,8 @@ def cicache_job(lab: Lab, workdir: Path, index_url: str, job: str) -> Run:
     summary = workdir / "summary.json"
     argv = ci_cache_argv(lab, "run", "--root", root, "--job", job, "--mode", "isolated", "--summary-json", summary,
                          "--", *install_argv(lab, workdir / "site", index_url))
-    with scanning(lab, root / "jobs" / job_key(job) / "uv") as counts:
+    # The job's uv cache, whose dir is named anew for every allocation (jobs/<key>.<gen>/uv).
+    with scanning(lab, root / "jobs", only="*/uv/*") as counts:
         proc = run_to_exit(lab, argv, env={**UV_ENV, **RETRY_ENV})
     data = json.loads(summary.read_text(encoding="utf-8")) if summary.exists() else {}
     return Run(proc.returncode, proc.stderr, counts, data)

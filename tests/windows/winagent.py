@@ -9,6 +9,7 @@ file or load a .pyd, then make another process try something, in a fixed order r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -21,7 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .winlab import Arg, EnvValue, Lab, start_windows, to_windows
+from ci_cache.providers import job_key
+
+from .winlab import Arg, EnvValue, Lab, from_windows, start_windows, to_windows
 
 WINSIDE = Path(__file__).resolve().parent / "winside"
 AGENT_SCRIPT = WINSIDE / "agent.py"
@@ -128,27 +131,44 @@ class Agent:
 
 @contextmanager
 def scanning(lab: Lab, *tops: Path, hold: float = 2.0, poll: float = 0.01, folders: bool = True,
-             ) -> Iterator[dict[str, Any]]:
-    """Run winside/scanner.py on tops while the body runs; the dict gets its counts when it stops."""
+             seen_log: Path | None = None, only: str | None = None) -> Iterator[dict[str, Any]]:
+    """Run winside/scanner.py on tops while the body runs; the dict gets its counts when it stops.
+    `seen_log`: the scanner names there every file it sees appear; `only`: a glob of the paths below a top
+    it looks at (all when None)."""
     argv: list[Arg] = [lab.python_exe, SCANNER_SCRIPT, "--hold", str(hold), "--poll", str(poll), "--log"]
+    if seen_log is not None:
+        argv += ["--seen-log", seen_log]
+    if only is not None:
+        argv += ["--only", only]
     proc = start_windows([*argv, *(["--folders"] if folders else []), *tops], stdin=subprocess.PIPE, the_lab=lab)
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+    # Its stderr (a line per held file) is read as it comes: a full pipe would stop the scanner mid-hold.
+    errors: list[str] = []
+    drain = threading.Thread(target=lambda: errors.extend(proc.stderr or ()), daemon=True)
+    drain.start()
     first = proc.stdout.readline()  # the scanner has taken its first look
     if first.strip() != "scanning":
-        out, err = proc.communicate(timeout=CALL_TIMEOUT)
-        raise RuntimeError(f"the scanner did not start ({proc.returncode}): {first}{out}{err}")
+        proc.kill()
+        out = proc.stdout.read()
+        drain.join(CALL_TIMEOUT)
+        raise RuntimeError(f"the scanner did not start ({proc.returncode}): {first}{out}{''.join(errors)}")
     counts: dict[str, Any] = {}
     try:
         yield counts
     finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # the scanner lets go and reports (one line: nothing fills that pipe)
         try:
-            out, err = proc.communicate(timeout=CALL_TIMEOUT)  # closes stdin: the scanner lets go and reports
+            proc.wait(timeout=CALL_TIMEOUT)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, err = proc.communicate()
+            proc.wait()
+        out = proc.stdout.read()
+        drain.join(CALL_TIMEOUT)
         lines = out.strip().splitlines()
+        err = "".join(errors)
         counts.update(json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"error": out + err})
-        counts["held_paths"] = [line[5:] for line in err.splitlines() if line.startswith("held ")]
+        counts["held_paths"] = [line[5:].rstrip("\n") for line in errors if line.startswith("held ")]
 
 
 def run_to_exit(
@@ -206,6 +226,12 @@ def run_to_exit(
     proc.stderr.close()
     text = {name: b"".join(parts).decode("utf-8", "replace").replace("\r\n", "\n") for name, parts in chunks.items()}
     return subprocess.CompletedProcess(proc.args, proc.wait(), text["stdout"], text["stderr"])
+
+
+def job_dir_of(root: Path, job: str) -> Path:
+    """The dir of a job's live allocation under `root` (`jobs/<key>.<gen>`), as its record names it."""
+    record = json.loads((root / "jobs" / f"{job_key(job)}.json").read_text(encoding="utf-8"))
+    return from_windows(record["dir"])
 
 
 def ci_cache_argv(lab: Lab, *args: Arg) -> list[Arg]:

@@ -108,6 +108,14 @@ def to_windows(path: os.PathLike[str] | str) -> str:
     return str(PureWindowsPath("Z:\\", *parts))
 
 
+def from_windows(path: str) -> Path:
+    """The Unix path of a `Z:\\...` path (what ci-cache under Wine writes into records and JSON)."""
+    win = PureWindowsPath(path)
+    if win.drive.upper() != "Z:":
+        raise ValueError(f"{path} is not on Z:, which maps /")
+    return Path("/", *win.parts[1:])
+
+
 def _arg(value: Arg) -> str:
     return to_windows(value) if isinstance(value, os.PathLike) else value
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ci_cache.tools.uv.layout import DEEPEST_SUFFIX, archive_ids, find_uv, interpreter_store
+from ci_cache.tools.uv.layout import DEEPEST_SUFFIX, ROOT_LOCK, archive_ids, find_uv, interpreter_store
 
 if TYPE_CHECKING:
     from ci_cache.tools import base
@@ -24,6 +24,7 @@ class UvTool:
     name = "uv"
     commands: tuple[str, ...] = ("uv", "uvx")
     has_shared_cache = True
+    own_lock: str | None = ROOT_LOCK  # every uv command holds it shared for its whole life
     keeps_warm = True
 
     def env(self, cache_dir: Path, *, windows: bool, link_mode: str | None) -> Mapping[str, str]:

@@ -11,7 +11,8 @@ sweeps away at the end. So after a refresh the cache holds what a fresh seed wou
   link) with the shared file's size, mtime and permission bits; uv rewrites these in place, and any write
   gives the file a new mtime, so a file the job changed is copied again. A merge copies the job's newer
   file into the shared cache with its mtime, so what the job merged back stays;
-- a symlink stays only with the text seeding would give it;
+- a symlink stays only with the text seeding would give it, and a hardlinked interpreter query only when it
+  is still the store's file;
 - everything else (what the job added and never merged, temp dirs, builds, environments, lock files, an
   archive the shared cache has pruned) is swept: files deleted, dirs moved into a trash dir beside the
   cache that a detached process deletes.
@@ -73,6 +74,18 @@ class WarmCache:
             return st
         self.clear(dst)
         return None
+
+    def keeps_hardlink(self, src: os.stat_result, dst: Path) -> bool:
+        """True when `dst` is the very file with stat `src` (a hardlink of it); else False, with what was in
+        the way cleared."""
+        try:
+            st = os.lstat(dst)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISREG(st.st_mode) and (st.st_ino, st.st_dev) == (src.st_ino, src.st_dev):
+            return True
+        self.clear(dst)
+        return False
 
     def keeps_link(self, text: str, dst: Path) -> bool:
         """True when `dst` is a symlink holding `text`; else False, with what was in the way cleared."""

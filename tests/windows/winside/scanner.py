@@ -1,6 +1,6 @@
 """A simulated on-access scanner (antivirus, EDR), run by the lab's Windows python.exe under Wine.
 
-    python.exe scanner.py [--hold 2] [--poll 0.1] [--folders] [--log] DIR...
+    python.exe scanner.py [--hold 2] [--poll 0.1] [--folders] [--log] [--seen-log FILE] [--only GLOB] DIR...
 
 Polls the DIRs (which need not exist yet) and opens every newly seen file, holding it for --hold
 seconds WITHOUT delete sharing (CreateFileW with FILE_SHARE_READ | FILE_SHARE_WRITE only), as scanners
@@ -13,6 +13,11 @@ do. Renaming or deleting a held file then fails with os error 5 or 32, which is 
 - Like real scanners, it caches verdicts: a file whose name and size it has scanned before is not held
   again. (Without that, every retry's fresh copy of the same wheel would be held like the first.)
 
+--only GLOB: only files whose path below a DIR (with `/` separators) matches GLOB, e.g. `*/uv/*`.
+
+--seen-log FILE: every file it sees for the first time is named there, one a line (what a job created, as
+far as a scanner polling every --poll seconds can tell).
+
 Prints "scanning" once it has taken its first look, runs until stdin closes, then prints one JSON line:
 files held, files let go at once (scanned before), files missed (gone before it could open them), and
 polling passes.
@@ -21,6 +26,7 @@ polling passes.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import sys
@@ -28,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TextIO
 
 GENERIC_READ = 0x80000000
 FILE_SHARE_READ_WRITE = 0x1 | 0x2  # no FILE_SHARE_DELETE (0x4): that is the point
@@ -115,6 +122,8 @@ class Scanner:
     log: bool
     open_entry: Opener
     close: Closer
+    seen_log: TextIO | None = None
+    only: str | None = None
     seen: set[str] = field(default_factory=set)
     scanned: set[tuple[str, int]] = field(default_factory=set)  # (name, size) of files scanned
     held: list[_Held] = field(default_factory=list)
@@ -125,9 +134,13 @@ class Scanner:
         now = time.monotonic()
         for top in self.tops:
             for path in _files(top):
+                if self.only and not fnmatch.fnmatchcase(os.path.relpath(path, top).replace(os.sep, "/"), self.only):
+                    continue
                 if path in self.seen:
                     continue
                 self.seen.add(path)
+                if self.seen_log is not None:
+                    self.seen_log.write(path + "\n")
                 identity = _identity(path)
                 if identity in self.scanned:
                     self.counts["cached"] += 1
@@ -181,10 +194,14 @@ def main() -> int:
     parser.add_argument("--folders", action="store_true",
                         help="also hold the folders above a held file (Windows blocks renaming them)")
     parser.add_argument("--log", action="store_true", help="name every file it holds on stderr")
+    parser.add_argument("--seen-log", help="name every file seen for the first time in this file")
+    parser.add_argument("--only", help="only files whose path below a DIR matches this glob")
     parser.add_argument("tops", nargs="+")
     args = parser.parse_args()
     open_entry, close = _win_api()
-    scanner = Scanner([os.path.abspath(t) for t in args.tops], args.hold, args.folders, args.log, open_entry, close)
+    seen_log = open(args.seen_log, "w", encoding="utf-8") if args.seen_log else None  # noqa: SIM115
+    scanner = Scanner([os.path.abspath(t) for t in args.tops], args.hold, args.folders, args.log, open_entry, close,
+                      seen_log=seen_log, only=args.only)
     stop = threading.Event()
 
     def wait_for_eof() -> None:
@@ -197,6 +214,8 @@ def main() -> int:
     while not stop.wait(args.poll):
         scanner.look()
     scanner.finish()
+    if seen_log is not None:
+        seen_log.close()
     print(json.dumps(scanner.counts), flush=True)
     return 0
 
