@@ -6,10 +6,12 @@ The only module that reads os.environ; every command gets `env`.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ci_cache import __version__, log
 from ci_cache.commands import COMMANDS, options
@@ -121,7 +123,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """The `ci-cache` console script."""
-    sys.exit(main())
+    leave(main())
+
+
+def leave(code: int) -> NoReturn:
+    """Exit with `code` at once: stdio flushed, without the interpreter's teardown.
+
+    Tearing the interpreter down frees every module one by one: 9 ms of CPU here for the modules a job
+    loads, a fifth of all that a `ci-cache run` costs. Nothing of ours needs it: files are closed where they
+    are written, and locks go with the process. Where something else might (an atexit handler, a thread of
+    the fleet tier still running), the normal exit runs.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    threading = sys.modules.get("threading")
+    if getattr(atexit, "_ncallbacks", lambda: 1)() or (threading is not None and threading.active_count() > 1):
+        sys.exit(code)
+    os._exit(code)
 
 
 def shim_entry() -> None:
@@ -130,4 +149,4 @@ def shim_entry() -> None:
 
     from ci_cache import shims
 
-    sys.exit(main([shims.SHIM_SUBCOMMAND, Path(sys.argv[0]).stem, "--", *sys.argv[1:]]))
+    leave(main([shims.SHIM_SUBCOMMAND, Path(sys.argv[0]).stem, "--", *sys.argv[1:]]))

@@ -8,7 +8,6 @@ an OS lock needs.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -59,26 +58,16 @@ def start_holder(lease_path: Path, ttl: float, env: Mapping[str, str], *, also_s
 
 def _start_once(lease_path: Path, ttl: float, env: Mapping[str, str], also_shared: Sequence[Path]) -> int:
     """One holder: its pid once it holds the lease; LeaseTaken, or the OSError it met (errno and winerror)."""
-    child_env = osapi.outliving_env(env)  # it must outlive the setup step
-    # -I -S: no site, no user site, no PYTHON* variables; oslock imports nothing of ci-cache.
-    proc = subprocess.Popen(
+    # -I -S: no site, no user site, no PYTHON* variables; oslock imports nothing of ci-cache. It must outlive
+    # the setup step: a detached helper.
+    pid, line = osapi.spawn_detached(
         [sys.executable, "-I", "-S", oslock.__file__, oslock.HOLDER_TAG, str(lease_path), str(ttl),
-         *map(str, also_shared)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=child_env,
-        **osapi.detached_popen_kwargs(),  # type: ignore[call-overload]
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    proc.stdout.close()
+         *map(str, also_shared)], env, first_line=True)
     if line == oslock.BUSY:
-        proc.wait()
+        osapi.reap(pid)
         raise LeaseTaken(str(lease_path))
     if line != oslock.READY:
-        proc.kill()
-        proc.wait()
+        osapi.reap(pid, kill=True)
         if line.startswith(oslock.FAILED):
             # The holder could not open or lock its files: say why (a full disk, a file in the way, ...).
             words = line[len(oslock.FAILED):].decode(errors="replace").strip().split(" ", 2)
@@ -87,7 +76,7 @@ def _start_once(lease_path: Path, ttl: float, env: Mapping[str, str], also_share
                           int(winerror) if winerror.isdigit() and int(winerror) else None)
         raise StoreError(f"could not start the lease holder for {lease_path} (it exited without a word)",
                          hint="run `ci-cache doctor` to check the root")
-    return int(proc.pid)
+    return pid
 
 
 def stop_holder(pid: int | None, lease_path: Path, *, timeout: float) -> osapi.FileLockHandle:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # The primitives the lease holder runs alone, with nothing but the standard library (`oslock`'s docstring).
 from ci_cache.oslock import (
@@ -23,6 +22,10 @@ from ci_cache.oslock import (
     extended_path,
     try_lock,
 )
+
+if TYPE_CHECKING:  # imported where used: setup and finish start their helpers without it
+    import signal
+    import subprocess
 
 __all__ = ["IS_WINDOWS", "MAX_PATH", "TRANSIENT_WINERRORS", "WINERROR_ACCESS_DENIED", "WINERROR_LOCK_VIOLATION",
            "WINERROR_SHARING_VIOLATION", "FileLockHandle", "extended_path", "try_lock"]
@@ -85,6 +88,8 @@ def start_bulk_link(sources: list[str], target_dir: str) -> list[subprocess.Pope
     The caller waits for the returned processes; any non-zero exit means: redo it in Python."""
     if IS_WINDOWS or not sources:
         return None
+    import subprocess
+
     procs: list[subprocess.Popen[bytes]] = []
     batch: list[str] = []
     size = 0
@@ -123,11 +128,9 @@ def start_background_delete(path: Path, env: Mapping[str, str] | None = None) ->
             return False
         argv = ["cmd.exe", "/d", "/c", "rd", "/s", "/q", target]  # /d: no AutoRun commands
     else:
-        argv = ["rm", "-rf", "--", str(path)]  # found on PATH by Popen: a missing `rm` fails the start
+        argv = ["rm", "-rf", "--", str(path)]  # found on the PATH: a missing `rm` fails the start
     try:
-        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         env=None if env is None else outliving_env(env),
-                         **detached_popen_kwargs())  # type: ignore[call-overload]
+        spawn_detached(argv, env)
     except OSError:
         return False
     return True
@@ -171,8 +174,78 @@ def pid_alive(pid: int) -> bool:
 
 def terminate(pid: int) -> None:
     """Ask a process to stop (SIGTERM; TerminateProcess on Windows)."""
+    import signal
+
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGTERM)
+
+
+def spawn_detached(argv: list[str], env: Mapping[str, str] | None, *,
+                   first_line: bool = False) -> tuple[int, bytes]:
+    """Start a helper that outlives us: its own session (process group on Windows), none of our stdio, and
+    `env` without a CI's process-tracking variables (None: ours as it is). Returns its pid and, with
+    `first_line`, the first line it writes on its stdout (b"" when it ends without one). The program is looked
+    up on the PATH of `env`; a missing one raises OSError.
+
+    POSIX: `os.posix_spawnp`, so that the setup and finish processes, which start no other child, never
+    import subprocess (with signal, threading and selectors, 4 ms of CPU each). The caller reaps the helper
+    if it stays alive no longer than the caller (`reap`); else, once we exit, init does.
+    """
+    child_env = dict(os.environ) if env is None else outliving_env(env)
+    spawn = getattr(os, "posix_spawnp", None)
+    if not IS_WINDOWS and spawn is not None:
+        read_end = write_end = -1
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            if first_line:
+                read_end, write_end = os.pipe()
+            out = write_end if first_line else devnull
+            dup2 = os.POSIX_SPAWN_DUP2
+            actions = [(dup2, devnull, 0), (dup2, out, 1), (dup2, devnull, 2)]
+            with contextlib.suppress(NotImplementedError):  # no POSIX_SPAWN_SETSID here: subprocess below
+                pid = int(spawn(argv[0], argv, child_env, file_actions=actions, setsid=True))
+                if write_end >= 0:
+                    os.close(write_end)
+                    write_end = -1
+                return pid, _first_line(read_end) if first_line else b""
+        finally:
+            for fd in (devnull, read_end, write_end):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+    import subprocess
+
+    stdout = subprocess.PIPE if first_line else subprocess.DEVNULL
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.DEVNULL, env=child_env,
+                            **detached_popen_kwargs())  # type: ignore[call-overload]
+    line = b""
+    if first_line:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        proc.stdout.close()
+    return int(proc.pid), line
+
+
+def _first_line(fd: int) -> bytes:
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    line, newline, _rest = data.partition(b"\n")
+    return line + newline
+
+
+def reap(pid: int, *, kill: bool = False) -> None:
+    """Wait for a helper we started to end (killed first with `kill`), so that it leaves no zombie behind."""
+    if kill:
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9 if not IS_WINDOWS else 1)
+    if IS_WINDOWS:
+        return  # Windows keeps no zombies: a process ends by itself
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, 0)
 
 
 # Env vars by which CI systems find and kill a step's leftover processes. A helper that must outlive the
@@ -197,6 +270,8 @@ def detached_popen_kwargs() -> dict[str, object]:
 
 def forwardable_signals() -> tuple[signal.Signals, ...]:
     """The signals `run` passes on to its child."""
+    import signal
+
     if IS_WINDOWS:
         return (signal.SIGINT, signal.SIGBREAK)  # type: ignore[attr-defined]
     return (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -204,6 +279,8 @@ def forwardable_signals() -> tuple[signal.Signals, ...]:
 
 def send_signal(proc: subprocess.Popen[bytes], signum: int) -> None:
     """Pass a signal on to a child; Windows can only deliver Ctrl-Break to a process group."""
+    import signal
+
     with contextlib.suppress(OSError):
         if IS_WINDOWS:
             proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]

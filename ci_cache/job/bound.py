@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ci_cache import log, prune
+from ci_cache import log
 from ci_cache.errors import CiCacheError
 from ci_cache.job.context import Context, FinishResult
 from ci_cache.tools import from_config
@@ -15,6 +15,8 @@ def prune_if_over(ctx: Context, result: FinishResult) -> None:
     bounds = ctx.config.prune
     if not bounds.on_finish or (bounds.max_size is None and bounds.max_age is None):
         return
+    from ci_cache import prune  # only when a bound is set: most jobs never prune
+
     started = time.monotonic()
     try:
         merged = [t for t in from_config(ctx.config) if t.name in result.merged]

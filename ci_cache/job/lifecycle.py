@@ -1,7 +1,8 @@
 """A job's two halves, each a pipeline of steps: setup = claim -> seed -> env; finish = merge -> prune -> release.
 
 The steps live in their own modules; a step added later (pulling from and pushing to a remote cache)
-goes between two of them here.
+goes between two of them here. Each half imports its own steps when it runs: a `setup` process never loads
+the merge, nor a `finish` process the seeding (every module is CPU that every job pays).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ci_cache import faults, gc, jobdirs, log, osapi, pool, rootlayout
+from ci_cache import faults, jobdirs, log, osapi, rootlayout
 from ci_cache.errors import CiCacheError, UsageError
-from ci_cache.job import bound, claim, env, merge, owner, record, release, seed
+from ci_cache.job import claim, release
 from ci_cache.job.context import NO_TOKEN, TOKEN_VAR, Allocation, Context, FinishResult, effective_mode
 from ci_cache.tools import from_config
 
@@ -23,6 +24,8 @@ def setup(ctx: Context, *, in_process: bool) -> Allocation:
 
     `in_process`: the caller (run) holds the lease itself; otherwise a detached holder does.
     """
+    from ci_cache.job import env, record, seed
+
     store = ctx.store
     mode, note = effective_mode(ctx)
     alloc = Allocation(job=ctx.identity.job_id, key=ctx.key, job_dir=store.job_dir(ctx.key), mode=mode)
@@ -73,6 +76,8 @@ def setup_or_off(ctx: Context, *, in_process: bool) -> Allocation:
 def _gc_on_setup(ctx: Context) -> None:
     if not ctx.config.gc.on_setup:
         return
+    from ci_cache import gc
+
     try:
         gc.maybe_collect(ctx.store, grace=ctx.config.gc.grace, interval=ctx.config.gc.interval, env=ctx.env,
                          pool_max_age=ctx.config.pool.max_age)
@@ -83,6 +88,8 @@ def _gc_on_setup(ctx: Context) -> None:
 def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = None,
            token: str | None = None) -> FinishResult:
     """Merge and release the allocation that this job's own setup made, and nothing else (`owner`)."""
+    from ci_cache.job import bound, merge, owner
+
     found = owner.owned_record(ctx, held=held, token=token)
     mode = str(found.get("mode", "isolated"))
     result = FinishResult(job=ctx.identity.job_id, key=ctx.key, mode=mode, status=status, merge_decision="",
@@ -110,8 +117,10 @@ def _give_back(ctx: Context, result: FinishResult, found: dict[str, Any]) -> Non
     tags, caches = found.get("pool"), found.get("caches")
     if result.mode != "isolated" or not ctx.identity.trusted or "prune" in result.phases:
         return
-    if not isinstance(tags, dict) or not isinstance(caches, dict):
+    if not isinstance(tags, dict) or not tags or not isinstance(caches, dict):
         return
+    from ci_cache import pool
+
     for tool, tag in sorted(tags.items()):
         seeded = result.seeded.get(tool)
         if tool in caches and isinstance(seeded, dict) and "failed" not in seeded and pool.give_back(

@@ -257,6 +257,13 @@ def test_the_holder_does_not_carry_ci_process_tracking_vars(tmp_path: Path, monk
         return real_popen(*args, **kwargs)
 
     monkeypatch.setattr(subprocess, "Popen", spy)
+    real_spawn = getattr(os, "posix_spawnp", None)
+    if real_spawn is not None:  # POSIX starts the holder without subprocess (osapi.spawn_detached)
+        def spawn_spy(path: str, argv: list[str], env: dict[str, str], **kwargs: Any) -> int:
+            seen.update(env)
+            return int(real_spawn(path, argv, env, **kwargs))
+
+        monkeypatch.setattr(os, "posix_spawnp", spawn_spy)
     env = {**os.environ, "JENKINS_NODE_COOKIE": "abc", "BUILD_ID": "17", "RUNNER_TRACKING_ID": "x", "KEEP": "1"}
     pid = lease.start_holder(tmp_path / "j.lease", ttl=DEADLINE, env=env)
     kill_and_reap(pid)

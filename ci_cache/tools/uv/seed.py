@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ci_cache import fsops, log, osapi
 from ci_cache.errors import CiCacheError
@@ -25,7 +26,9 @@ from ci_cache.tools.uv.layout import (
     retarget,
 )
 from ci_cache.tools.uv.manifest import Manifest
-from ci_cache.tools.uv.warm import WarmCache
+
+if TYPE_CHECKING:
+    from ci_cache.tools.uv.warm import WarmCache
 
 
 class Seeder:
@@ -38,7 +41,11 @@ class Seeder:
         self.archives_wanted: set[str] = set()
         # Metadata copies wait here so that they run while `cp -al` links the archives.
         self.copies: list[tuple[Path, Path, str]] = []
-        self.warm = WarmCache(request.job) if request.warm else None
+        self.warm: WarmCache | None = None
+        if request.warm:
+            from ci_cache.tools.uv.warm import WarmCache
+
+            self.warm = WarmCache(request.job)
 
     def run(self) -> SeedStats:
         shared, job = self.req.shared, self.req.job
