@@ -42,6 +42,11 @@ class Context:
     def strict(self) -> bool:
         return self.config.strict
 
+    @property
+    def workspace(self) -> Path:
+        """Where the job's files are (its key files are looked for there): the CI's workspace, else the cwd."""
+        return Path(self.identity.workspace) if self.identity.workspace else self.cwd
+
 
 @dataclass
 class Allocation:
@@ -85,6 +90,7 @@ class FinishResult:
     seeded: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    remote: dict[str, Any] = field(default_factory=dict)  # the fleet tier: setup's pull, this push
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -14,24 +14,25 @@ import hashlib
 import os
 import random
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ci_cache import fsops
-from ci_cache.errors import RemoteError
+from ci_cache.errors import LockTimeout, RemoteError
 from ci_cache.remote import layout
 from ci_cache.remote.budget import Budget
 from ci_cache.remote.cas import Cas
 from ci_cache.remote.layout import BlobRef, Entry
 from ci_cache.remote.objectstore import ObjectStore
-from ci_cache.remote.progress import Progress
+from ci_cache.remote.progress import ProgressFactory
 from ci_cache.remote.transfer import Batch, run_all
-from ci_cache.tools.base import PRESENT, EntryId, Export, Pulled, RemoteCodec, Wanted
+from ci_cache.tools.base import PRESENT, EntryId, Export, ImportStats, Pulled, PullSession, RemoteCodec, Wanted
 
-# (label, items, bytes or None) -> a Progress, for the phases that move bytes.
-ProgressFactory = Callable[[str, int, int | None], Progress]
+# Held around an install into the cache, given the seconds it may wait (ci-cache's writer lock).
+Guard = Callable[[float], AbstractContextManager[object]]
 # Above this many entries to push, one LIST per namespace root beats a HEAD per entry.
 _LIST_INSTEAD_OF_HEAD = 32
 # Packing holds a whole archive in memory: only this many at once.
@@ -124,15 +125,20 @@ async def _list(store: ObjectStore, budget: Budget, namespaces: Sequence[str], c
 
 async def pull(store: ObjectStore, codec: RemoteCodec, cache: Path, wanted: Wanted, budget: Budget, *,
                concurrency: int = 16, max_blob_size: int = 2 << 30, progress: ProgressFactory | None = None,
-               strict: bool = False, mark_used: bool = True) -> PullReport:
+               strict: bool = False, mark_used: bool = True, staging: Path | None = None,
+               guard: Guard | None = None) -> PullReport:
     """Fetch what `wanted` names and `cache` lacks, verify it and install it into `cache`.
 
-    The caller holds ci-cache's writer lock for `cache`. `mark_used` records each entry read as used
-    today (GC keeps used entries); a read-only credential's refusal of that is not a warning.
+    Blobs land in `staging` (a folder made and deleted here; default: a temp folder inside `cache`).
+    `guard(timeout)` is held around each install into `cache` (ci-cache's writer lock, taken within what
+    is left of the budget); without it, the caller holds that lock for the whole pull. `mark_used`
+    records each entry read as used today (GC keeps used entries); a read-only credential's refusal of
+    that is not a warning.
     """
     puller = _Puller(Cas(store, max_blob_size=max_blob_size), budget, concurrency, progress)
+    puller.staging_path = staging
     try:
-        await puller.run(codec, cache, wanted, mark_used=mark_used)
+        await puller.run(codec, cache, wanted, mark_used=mark_used, guard=guard)
     finally:
         if puller.staging is not None:
             fsops.rmtree(puller.staging)
@@ -154,9 +160,11 @@ class _Puller:
         self.progress = progress
         self.errors = _Errors()
         self.report = PullReport()
-        self.staging: Path | None = None
+        self.staging_path: Path | None = None
+        self.staging: Path | None = None  # set once made
 
-    async def run(self, codec: RemoteCodec, cache: Path, wanted: Wanted, *, mark_used: bool) -> None:
+    async def run(self, codec: RemoteCodec, cache: Path, wanted: Wanted, *, mark_used: bool,
+                  guard: Guard | None) -> None:
         report = self.report
         session = codec.pull_session(cache, wanted)
         report.warnings.extend(session.notes())
@@ -180,7 +188,9 @@ class _Puller:
                 else:
                     report.entries_skipped.append(f"{entry.namespace}/{entry.key}: {verdict}")
             pulled = await self._fetch_blobs(cache, take)
-            stats = session.install(pulled)
+            stats = self._install(session, pulled, guard)
+            if stats is None:
+                break
             report.entries_installed += stats.entries
             report.entries_present += stats.kept_existing
             report.entries_skipped.extend(stats.skipped)
@@ -193,6 +203,18 @@ class _Puller:
             self.errors.add(self.budget.exceeded(self.store.where))
         report.missing = session.unmet()
 
+    def _install(self, session: PullSession, pulled: list[Pulled], guard: Guard | None) -> ImportStats | None:
+        """Install under the guard; None (and an error) when the guard could not be had in time."""
+        if not pulled or guard is None:
+            return session.install(pulled)
+        try:
+            with guard(max(1.0, self.budget.remaining() or 0.0)):
+                return session.install(pulled)
+        except LockTimeout as exc:
+            self.errors.add(RemoteError(f"{len(pulled)} pulled entr{'y' if len(pulled) == 1 else 'ies'} not "
+                                        f"installed: {exc.message}", kind="timeout", hint=exc.hint))
+            return None
+
     async def _fetch_blobs(self, cache: Path, take: list[Entry]) -> list[Pulled]:
         """Every blob the entries name, downloaded once each and verified; the entries whose blobs all came."""
         refs: dict[str, BlobRef] = {}
@@ -202,7 +224,8 @@ class _Puller:
         if not refs:
             return [Pulled(e, {}) for e in take]
         if self.staging is None:
-            self.staging = cache / f"{fsops.TEMP_PREFIX}pull-{os.getpid()}-{random.getrandbits(32):08x}"
+            self.staging = self.staging_path or \
+                cache / f"{fsops.TEMP_PREFIX}pull-{os.getpid()}-{random.getrandbits(32):08x}"
             self.staging.mkdir(parents=True)
         staging = self.staging
         bar = self.progress("pulling", len(refs), sum(r.size for r in refs.values())) if self.progress else None
@@ -237,11 +260,18 @@ async def _mark_used(cas: Cas, entries: list[Entry], budget: Budget, concurrency
 async def push(store: ObjectStore, codec: RemoteCodec, cache: Path, groups: Sequence[str] | None, budget: Budget, *,
                concurrency: int = 16, max_blob_size: int = 2 << 30, progress: ProgressFactory | None = None,
                strict: bool = False) -> PushReport:
-    """Publish the entries of `groups` (cache-relative, as a merge reports them; None: the whole cache)
+    """Publish the entries of `groups` (cache-relative, as `codec.groups` names them; None: the whole cache)
     that the remote lacks: blobs before their entry, every write create-if-absent.
 
-    The caller holds ci-cache's writer lock for `cache`, so nothing it exports changes meanwhile.
+    The codec's `hold` keeps what is packed from being deleted meanwhile (archives never change once in).
     """
+    with codec.hold(cache, timeout=max(1.0, budget.remaining() or 0.0)):
+        return await _push(store, codec, cache, groups, budget, concurrency=concurrency,
+                           max_blob_size=max_blob_size, progress=progress, strict=strict)
+
+
+async def _push(store: ObjectStore, codec: RemoteCodec, cache: Path, groups: Sequence[str] | None, budget: Budget, *,
+                concurrency: int, max_blob_size: int, progress: ProgressFactory | None, strict: bool) -> PushReport:
     report = PushReport()
     errors = _Errors()
     cas = Cas(store, max_blob_size=max_blob_size)

@@ -12,14 +12,17 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ci_cache.keyfiles import requirement_name
 from ci_cache.remote.layout import Entry
 from ci_cache.tools.base import PRESENT, EntryId, ExportPlan, ImportStats, Pulled, Wanted
 from ci_cache.tools.uv import buckets as uv_buckets
+from ci_cache.tools.uv import remote_export
 from ci_cache.tools.uv import remote_names as names
 from ci_cache.tools.uv.buckets import Buckets
+from ci_cache.tools.uv.layout import hold_root_lock
 from ci_cache.tools.uv.pointers import PointerError, requires_dist, revision_pointer, wheel_pointer
 from ci_cache.tools.uv.remote_export import Exporter
 from ci_cache.tools.uv.remote_import import (
@@ -286,3 +289,9 @@ class UvRemote:
 
     def exports(self, cache: Path, groups: Sequence[str] | None) -> ExportPlan:
         return Exporter(cache).run(groups)
+
+    def groups(self, cache: Path) -> list[str]:
+        return remote_export.groups(cache)
+
+    def hold(self, cache: Path, *, timeout: float) -> AbstractContextManager[object]:
+        return hold_root_lock(cache, timeout=timeout)
