@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 
@@ -58,3 +59,109 @@ def tcp_server(answer: bytes | None) -> Iterator[int]:
 JUNK_NOT_HTTP = b"\x00\x01this is not HTTP at all\r\n\r\n"
 JUNK_HTML_200 = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 25\r\n\r\n<html>captive portal</html"
 JUNK_500 = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy"
+
+
+class Proxy:
+    """A TCP proxy on loopback in front of `target_port`: it can stall each new connection, cap the
+    bandwidth of both directions together (one link for every connection, as an agent's uplink is), and
+    counts the bytes it moved each way. Stops by itself when the block ends."""
+
+    def __init__(self, target_port: int, *, stall: float = 0.0, bandwidth: int | None = None) -> None:
+        self.target_port = target_port
+        self.stall = stall
+        self.bandwidth = bandwidth
+        self.upstream_bytes = 0  # client -> server (requests, uploads)
+        self.downstream_bytes = 0  # server -> client (answers, downloads)
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._next_send = 0.0
+        self._stop = threading.Event()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(128)
+        self._listener.settimeout(0.2)
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _book(self, nbytes: int) -> None:
+        """Wait for the shared link to carry `nbytes`."""
+        if not self.bandwidth:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_send)
+            self._next_send = start + nbytes / self.bandwidth
+            wait = self._next_send - now
+        if wait > 0:
+            self._stop.wait(wait)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
+        with contextlib.suppress(OSError):
+            while not self._stop.is_set():
+                data = src.recv(16384)
+                if not data:
+                    break
+                self._book(len(data))
+                dst.sendall(data)
+                with self._lock:
+                    if upstream:
+                        self.upstream_bytes += len(data)
+                    else:
+                        self.downstream_bytes += len(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _serve(self, client: socket.socket) -> None:
+        if self.stall and self._stop.wait(self.stall):
+            client.close()
+            return
+        try:
+            server = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+        except OSError:
+            client.close()
+            return
+        server.settimeout(None)
+        self._sockets.append(server)
+        pumps = [threading.Thread(target=self._pump, args=(client, server, True), daemon=True),
+                 threading.Thread(target=self._pump, args=(server, client, False), daemon=True)]
+        for pump in pumps:
+            pump.start()
+        for pump in pumps:
+            pump.join()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            client.settimeout(None)
+            self.connections += 1
+            self._sockets.append(client)
+            thread = threading.Thread(target=self._serve, args=(client,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def __enter__(self) -> Proxy:
+        thread = threading.Thread(target=self._accept, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
