@@ -134,8 +134,10 @@ def _pull_all(ctx: Context, alloc: Allocation, codecs: list[tuple[CacheTool, Rem
     try:
         store = _open(ctx, settings.pull_budget)
         for tool, codec in codecs:
+            shared = ctx.store.shared_cache(tool.name)
+            shared.mkdir(parents=True, exist_ok=True)  # the agent has a shared cache from its first pull on
             report = run(partial(
-                sync.pull, store, codec, ctx.store.shared_cache(tool.name), wanted, budget,
+                sync.pull, store, codec, shared, wanted, budget,
                 concurrency=settings.concurrency, max_blob_size=settings.max_blob_size,
                 progress=progress.on(sys.stderr, quiet=log.quiet()), strict=ctx.strict,
                 mark_used=push_decision(ctx, "success")[0], staging=alloc.job_dir / f"{tool.name}.pulling",

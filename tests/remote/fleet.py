@@ -4,16 +4,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ci_cache_index import PackageSpec
 from tests.remote import servers
 from tests.remote.servers import BUCKET, Server
 
@@ -93,38 +97,107 @@ class Agent:
         env.update(extra)
         return env
 
+    @property
+    def next_workspace(self) -> Path:
+        """Where the next job's workspace will be (a CI names it before the job starts)."""
+        return self.folder / "work" / f"job{self.jobs + 1}"
+
     def workspace(self, files: Mapping[str, str]) -> Path:
+        work = self.next_workspace
         self.jobs += 1
-        work = self.folder / "work" / f"job{self.jobs}"
         work.mkdir(parents=True)
         for name, text in files.items():
             (work / name).write_text(text)
         return work
 
-    def run(self, files: Mapping[str, str], script: str, *, name: str = "", env: Mapping[str, str] | None = None,
-            timeout: float = 300) -> JobRun:
-        """`ci-cache run -- sh -c SCRIPT` in a fresh workspace holding `files`; `$PY` is this Python."""
+    def start(self, files: Mapping[str, str], script: str, *, env: Mapping[str, str] | None = None,
+              ) -> tuple[subprocess.Popen[str], Path]:
+        """Start `ci-cache run -- sh -c SCRIPT` in a fresh workspace holding `files`; `$PY` is this Python.
+        Its output goes to files in the workspace's folder."""
         work = self.workspace(files)
-        summary_file = work.parent / f"{work.name}.summary.json"
-        argv = [CLI, "run", "--job", f"{self.folder.name}-{work.name}", "--summary-json", str(summary_file), "--",
-                "sh", "-c", script]
-        proc = subprocess.run(argv, cwd=work, env=self.env(PY=sys.executable, **(env or {})), capture_output=True,
-                              text=True, timeout=timeout, check=False)
-        summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-        return JobRun(name or work.name, proc, summary, work)
+        argv = [CLI, "run", "--job", f"{self.folder.name}-{work.name}", "--summary-json",
+                str(work.parent / f"{work.name}.summary.json"), "--", "sh", "-c", script]
+        with open(work.parent / f"{work.name}.out", "w") as out, open(work.parent / f"{work.name}.err", "w") as err:
+            proc = subprocess.Popen(argv, cwd=work, env=self.env(PY=sys.executable, **(env or {})), stdout=out,
+                                    stderr=err, text=True)
+        return proc, work
 
-    def install(self, requirements: str, *, offline: bool = False, then: str = "", **kw: Any) -> JobRun:
+    def run(self, files: Mapping[str, str], script: str, *, env: Mapping[str, str] | None = None,
+            timeout: float = 300) -> JobRun:
+        """`start`, then wait for the job to end."""
+        proc, work = self.start(files, script, env=env)
+        proc.wait(timeout=timeout)
+        return finished(proc, work)
+
+    def install(self, requirements: str, *, offline: bool = False, then: str = "",
+                env: Mapping[str, str] | None = None) -> JobRun:
         """A job that makes a venv and installs `requirements` (a requirements.txt's text) into it."""
         flags = " --offline" if offline else ""
         script = (f'uv venv -q --python "$PY" venv && uv pip install -q{flags} -p venv -r requirements.txt'
                   + (f" && {then}" if then else ""))
-        return self.run({"requirements.txt": requirements}, script, **kw)
+        return self.run({"requirements.txt": requirements}, script, env=env)
+
+    def start_install(self, names: list[str], *, env: Mapping[str, str] | None = None,
+                      ) -> tuple[subprocess.Popen[str], Path]:
+        script = 'uv venv -q --python "$PY" venv && uv pip install -q -p venv -r requirements.txt'
+        return self.start({"requirements.txt": "".join(f"{n}\n" for n in names)}, script, env=env)
 
     def cli(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([CLI, *args], env=self.env(**(env or {})), capture_output=True, text=True,
                               timeout=300, check=False, cwd=self.folder)
 
 
-def imports(job: JobRun, modules: list[str]) -> str:
-    """A check the job's command runs after its install: every module imports from the venv."""
-    return f"venv/bin/python -c 'import {','.join(modules)}'" if modules else "true"
+def finished(proc: subprocess.Popen[str], work: Path) -> JobRun:
+    """What a job that `Agent.start` started left: its exit code, output and summary."""
+    out, err, summary_file = (work.parent / f"{work.name}{suffix}" for suffix in (".out", ".err", ".summary.json"))
+    completed = subprocess.CompletedProcess(proc.args, proc.returncode, out.read_text(), err.read_text())
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    return JobRun(work.name, completed, summary, work)
+
+
+def fleet_specs() -> list[PackageSpec]:
+    """16 wheels, some depending on others, and one sdist-only package that uv builds."""
+    specs = [PackageSpec(f"fleet-p{i:02d}", f"1.{i % 3}.0", deps=(f"fleet-p{(i + 5) % 16:02d}",) if i % 4 == 0 else (),
+                         files=2, size=1536) for i in range(16)]
+    specs.append(PackageSpec("fleet-src", "0.5.0", deps=("fleet-p01",), sdist=True, wheel=False))
+    return specs
+
+
+NAMES = sorted(s.project for s in fleet_specs())
+
+
+def module(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def mixes(count: int, size: int, seed: int = 15) -> list[list[str]]:
+    """`count` different mixes of `size` packages."""
+    combos = list(itertools.combinations(NAMES, size))
+    random.Random(seed).shuffle(combos)
+    return [list(c) for c in combos[:count]]
+
+
+def install_job(agent: Agent, names: list[str], *, offline: bool = False, then: str = "",
+                env: Mapping[str, str] | None = None) -> JobRun:
+    """A job that installs `names` (a requirements.txt of bare names) and imports each of them."""
+    check = f"venv/bin/python -c 'import {','.join(module(n) for n in names)}'" + (f" && {then}" if then else "")
+    return agent.install("".join(f"{n}\n" for n in names), offline=offline, then=check, env=env)
+
+
+def concurrently(work: list[tuple[Agent, list[str]]]) -> list[JobRun]:
+    """One wave: every agent's job at once, each in its own process."""
+    done: list[JobRun] = []
+    threads = [threading.Thread(target=lambda a=agent, m=names: done.append(install_job(a, m)))
+               for agent, names in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(done) == len(work)
+    return done
+
+
+def remote_warnings(job: JobRun) -> list[str]:
+    return [w for w in job.summary.get("warnings", []) if "remote" in w]
+
+

@@ -7,9 +7,6 @@ it pulled, downloading nothing from the index. And the same round trip against A
 
 from __future__ import annotations
 
-import itertools
-import random
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +16,20 @@ from ci_cache.remote import ops
 from ci_cache.remote.budget import run
 from ci_cache.remote.cas import Cas
 from ci_cache.remote.obstore_store import open_store
-from ci_cache_index import IndexServer, PackageSpec, build_index
+from ci_cache_index import IndexServer, build_index
 from tests.remote import servers
-from tests.remote.fleet import UV, Agent, JobRun, remote_env
+from tests.remote.fleet import (
+    NAMES,
+    UV,
+    Agent,
+    JobRun,
+    concurrently,
+    fleet_specs,
+    install_job,
+    mixes,
+    remote_env,
+    remote_warnings,
+)
 from tests.remote.servers import Server
 
 pytestmark = pytest.mark.integration
@@ -34,55 +42,11 @@ WAVES = 3
 MODES = ("isolated", "isolated", "shared", "shared", "direct", "direct")  # every mode that has a shared cache
 
 
-def fleet_specs() -> list[PackageSpec]:
-    """16 wheels, some depending on others, and one sdist-only package that uv builds."""
-    specs = [PackageSpec(f"fleet-p{i:02d}", f"1.{i % 3}.0", deps=(f"fleet-p{(i + 5) % 16:02d}",) if i % 4 == 0 else (),
-                         files=2, size=1536) for i in range(16)]
-    specs.append(PackageSpec("fleet-src", "0.5.0", deps=("fleet-p01",), sdist=True, wheel=False))
-    return specs
-
-
-NAMES = sorted(s.project for s in fleet_specs())
-
-
-def module(name: str) -> str:
-    return name.replace("-", "_")
-
-
-def mixes(count: int, size: int, seed: int = 15) -> list[list[str]]:
-    """`count` different mixes of `size` packages."""
-    combos = list(itertools.combinations(NAMES, size))
-    random.Random(seed).shuffle(combos)
-    return [list(c) for c in combos[:count]]
-
-
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexServer]:
     root = build_index(tmp_path_factory.mktemp("fleet-index"), fleet_specs())
     with IndexServer(root, access_log=root / "access.log") as srv:
         yield srv
-
-
-def install_job(agent: Agent, names: list[str], **kw: object) -> JobRun:
-    check = f"venv/bin/python -c 'import {','.join(module(n) for n in names)}'"
-    return agent.install("".join(f"{n}\n" for n in names), then=check, **kw)  # type: ignore[arg-type]
-
-
-def concurrently(work: list[tuple[Agent, list[str]]]) -> list[JobRun]:
-    """One wave: every agent's job at once, each in its own process."""
-    done: list[JobRun] = []
-    threads = [threading.Thread(target=lambda a=agent, m=names: done.append(install_job(a, m)))
-               for agent, names in work]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(done) == len(work)
-    return done
-
-
-def remote_warnings(job: JobRun) -> list[str]:
-    return [w for w in job.summary.get("warnings", []) if "remote" in w]
 
 
 def test_six_agents_three_waves_then_an_empty_agent_installs_offline(seaweedfs: Server, prefix: str,
