@@ -18,7 +18,7 @@ import pytest
 
 from ci_cache_index import IndexServer, build_index
 from tests.remote import faults
-from tests.remote.fleet import UV, Agent, fleet_specs
+from tests.remote.fleet import CLI, UV, Agent, fleet_specs
 
 pytestmark = pytest.mark.integration
 
@@ -112,16 +112,17 @@ def test_no_command_shows_a_credential(cloud: str, failing: str, tmp_path: Path,
         # setup and finish as separate steps; the job's record between them.
         work = agent.workspace({"requirements.txt": "fleet-p05\n"})
         steps_env = agent.env(**env)
-        setup = subprocess.run([str(Path(UV).parent / "ci-cache"), "setup", "--format", "json", "--job", "steps"],
+        setup = subprocess.run([CLI, "setup", "--format", "json", "--job", "steps"],
                                cwd=work, env=steps_env, capture_output=True, text=True, timeout=120, check=False)
         assert setup.returncode == 0, setup.stderr
         texts += [setup.stdout, setup.stderr]
         texts += [p.read_text() for p in (agent.root / "jobs").glob("*.json")]
         allocation = json.loads(setup.stdout)["env"]
+        assert UV is not None
         venv = work / "venv"
         for argv in (["venv", "-q", str(venv)], ["pip", "install", "-q", "-p", str(venv), "fleet-p05"]):
             subprocess.run([UV, *argv], cwd=work, env={**steps_env, **allocation}, check=True, capture_output=True)
-        finish = subprocess.run([str(Path(UV).parent / "ci-cache"), "finish", "--json", "--job", "steps"], cwd=work,
+        finish = subprocess.run([CLI, "finish", "--json", "--job", "steps"], cwd=work,
                                 env={**steps_env, **allocation}, capture_output=True, text=True, timeout=120,
                                 check=False)
         assert finish.returncode == 0, finish.stderr
