@@ -50,8 +50,8 @@ def root_env(tmp_path: Path, **more: str) -> dict[str, str]:
 def test_every_command_module_is_registered_under_its_own_name() -> None:
     modules = {p.stem for p in COMMANDS_DIR.glob("*.py")} - {"__init__", "options"}
     assert {name.lstrip("_") for name in COMMANDS} == modules
-    assert list(COMMANDS) == ["run", "setup", "finish", "status", "gc", "verify", "prune", "doctor", "config",
-                              "demo", "_shim"]
+    assert list(COMMANDS) == ["run", "setup", "finish", "status", "gc", "verify", "prune", "doctor", "remote",
+                              "config", "demo", "_shim"]
 
 
 def test_the_help_lists_every_command_but_the_hidden_shim(capsys: pytest.CaptureFixture[str]) -> None:
