@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for each in (status, verify, gc, push):
         options.add_global_options(each, top=False)
         options.add_store_options(each)
+        options.add_config_flags(each, options.REMOTE_KEYS)
 
 
 def _settings(cfg: Config) -> Any:
