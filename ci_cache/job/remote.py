@@ -32,10 +32,12 @@ from ci_cache import fsops, keyfiles, locks, log
 from ci_cache.errors import CiCacheError
 from ci_cache.job import record
 from ci_cache.job.context import Allocation, Context, FinishResult
+from ci_cache.remote.reports import PullReport
 from ci_cache.tools import from_config
 from ci_cache.tools.base import CacheTool, RemoteCodec, Wanted
 
 if TYPE_CHECKING:  # the transfer machinery (asyncio, obstore) is imported only by jobs that use a remote
+    from ci_cache.remote.budget import Budget
     from ci_cache.remote.objectstore import ObjectStore
     from ci_cache.remote.sync import Guard
 
@@ -125,23 +127,31 @@ def pull(ctx: Context, alloc: Allocation, tools: Sequence[CacheTool]) -> None:
 
 def _pull_all(ctx: Context, alloc: Allocation, codecs: list[tuple[CacheTool, RemoteCodec]],
               wanted: Wanted) -> dict[str, Any]:
-    from ci_cache.remote import progress, sync
-    from ci_cache.remote.budget import Budget, run
-
     settings = ctx.config.remote
-    budget = Budget(settings.pull_budget, what="remote pull")
     reports: dict[str, Any] = {}
+    store: ObjectStore | None = None
+    budget: Budget | None = None
     try:
-        store = _open(ctx, settings.pull_budget)
         for tool, codec in codecs:
             shared = ctx.store.shared_cache(tool.name)
             shared.mkdir(parents=True, exist_ok=True)  # the agent has a shared cache from its first pull on
+            session = codec.pull_session(shared, wanted)
+            first = session.lookups()
+            if not first:  # a warm agent: the cache has all the job names, and nothing is even imported
+                reports[tool.name] = PullReport(missing=session.unmet(), warnings=session.notes()).as_dict()
+                alloc.warnings.extend(session.notes())
+                continue
+            from ci_cache.remote import progress, sync
+            from ci_cache.remote.budget import Budget, run
+
+            budget = budget or Budget(settings.pull_budget, what="remote pull")
+            store = store or _open(ctx, settings.pull_budget)
             report = run(partial(
                 sync.pull, store, codec, shared, wanted, budget,
                 concurrency=settings.concurrency, max_blob_size=settings.max_blob_size,
                 progress=progress.on(sys.stderr, quiet=log.quiet()), strict=ctx.strict,
                 mark_used=push_decision(ctx, "success")[0], staging=alloc.job_dir / f"{tool.name}.pulling",
-                guard=_writer_lock(ctx, tool.name)))
+                guard=_writer_lock(ctx, tool.name), planned=(session, first)))
             reports[tool.name] = report.as_dict()
             for warning in report.warnings:
                 log.warn(warning)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ci_cache.remote.ops import GcReport, Status, VerifyReport
 from ci_cache.remote.progress import human_bytes
-from ci_cache.remote.sync import PushReport
+from ci_cache.remote.reports import PushReport
 
 
 def status(result: Status) -> str:

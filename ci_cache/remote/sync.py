@@ -15,7 +15,6 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from ci_cache.remote.cas import Cas
 from ci_cache.remote.layout import BlobRef, Entry
 from ci_cache.remote.objectstore import ObjectStore
 from ci_cache.remote.progress import ProgressFactory
+from ci_cache.remote.reports import PullReport, PushReport
 from ci_cache.remote.transfer import Batch, run_all
 from ci_cache.tools.base import PRESENT, EntryId, Export, ImportStats, Pulled, PullSession, RemoteCodec, Wanted
 
@@ -37,44 +37,8 @@ Guard = Callable[[float], AbstractContextManager[object]]
 _LIST_INSTEAD_OF_HEAD = 32
 # Packing holds a whole archive in memory: only this many at once.
 _PACKING = 4
-
-
-@dataclass
-class PullReport:
-    lookups: int = 0  # namespaces listed
-    entries_read: int = 0
-    entries_installed: int = 0
-    entries_present: int = 0  # the cache had them already
-    entries_skipped: list[str] = field(default_factory=list)  # another platform, unusable, ...
-    missing: list[str] = field(default_factory=list)  # wanted, and nowhere on the remote
-    blobs: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["entries_skipped"] = self.entries_skipped[:50]
-        data["missing"] = self.missing[:50]
-        return data
-
-
-@dataclass
-class PushReport:
-    entries: int = 0  # entries the cache offered
-    entries_pushed: int = 0
-    entries_present: int = 0  # the remote had them (or another agent published them meanwhile)
-    blobs_pushed: int = 0
-    blobs_present: int = 0
-    bytes: int = 0  # uploaded
-    seconds: float = 0.0
-    skipped: list[str] = field(default_factory=list)  # what cannot be shared, and why
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["skipped"] = self.skipped[:50]
-        return data
+# Blobs above this size are looked for (HEAD) before they are uploaded.
+_ASK_FIRST = 8 << 20
 
 
 class _Errors:
@@ -126,19 +90,22 @@ async def _list(store: ObjectStore, budget: Budget, namespaces: Sequence[str], c
 async def pull(store: ObjectStore, codec: RemoteCodec, cache: Path, wanted: Wanted, budget: Budget, *,
                concurrency: int = 16, max_blob_size: int = 2 << 30, progress: ProgressFactory | None = None,
                strict: bool = False, mark_used: bool = True, staging: Path | None = None,
-               guard: Guard | None = None) -> PullReport:
+               guard: Guard | None = None, planned: tuple[PullSession, Sequence[str]] | None = None) -> PullReport:
     """Fetch what `wanted` names and `cache` lacks, verify it and install it into `cache`.
 
     Blobs land in `staging` (a folder made and deleted here; default: a temp folder inside `cache`).
     `guard(timeout)` is held around each install into `cache` (ci-cache's writer lock, taken within what
     is left of the budget); without it, the caller holds that lock for the whole pull. `mark_used`
     records each entry read as used today (GC keeps used entries); a read-only credential's refusal of
-    that is not a warning.
+    that is not a warning. `planned`: the session the caller made and its first `lookups()` (a caller that
+    finds nothing to look up need not start a pull at all).
     """
     puller = _Puller(Cas(store, max_blob_size=max_blob_size), budget, concurrency, progress)
+    puller.cache = cache
     puller.staging_path = staging
+    session, first = planned or _plan(codec, cache, wanted)
     try:
-        await puller.run(codec, cache, wanted, mark_used=mark_used, guard=guard)
+        await puller.run(session, first, mark_used=mark_used, guard=guard)
     finally:
         if puller.staging is not None:
             fsops.rmtree(puller.staging)
@@ -147,6 +114,11 @@ async def pull(store: ObjectStore, codec: RemoteCodec, cache: Path, wanted: Want
     if strict:
         puller.errors.raise_first()
     return puller.report
+
+
+def _plan(codec: RemoteCodec, cache: Path, wanted: Wanted) -> tuple[PullSession, list[str]]:
+    session = codec.pull_session(cache, wanted)
+    return session, session.lookups()
 
 
 class _Puller:
@@ -160,15 +132,14 @@ class _Puller:
         self.progress = progress
         self.errors = _Errors()
         self.report = PullReport()
+        self.cache = Path()
         self.staging_path: Path | None = None
         self.staging: Path | None = None  # set once made
 
-    async def run(self, codec: RemoteCodec, cache: Path, wanted: Wanted, *, mark_used: bool,
-                  guard: Guard | None) -> None:
+    async def run(self, session: PullSession, first: Sequence[str], *, mark_used: bool, guard: Guard | None) -> None:
         report = self.report
-        session = codec.pull_session(cache, wanted)
         report.warnings.extend(session.notes())
-        namespaces = session.lookups()
+        namespaces = list(first)
         while namespaces and not self.budget.expired:
             report.lookups += len(namespaces)
             chosen = session.choose(await _list(self.store, self.budget, namespaces, self.concurrency, self.errors))
@@ -187,16 +158,21 @@ class _Puller:
                     session.present(entry)
                 else:
                     report.entries_skipped.append(f"{entry.namespace}/{entry.key}: {verdict}")
-            pulled = await self._fetch_blobs(cache, take)
-            stats = self._install(session, pulled, guard)
+            # The used marks go up while the blobs come down: neither waits for the other.
+            marking = asyncio.ensure_future(_mark_used(self.cas, entries, self.budget, self.concurrency)) \
+                if mark_used and entries else None
+            try:
+                pulled = await self._fetch_blobs(take)
+                stats = self._install(session, pulled, guard)
+            finally:
+                if marking is not None:
+                    await marking  # bounded by the budget; a refused mark is no error
             if stats is None:
                 break
             report.entries_installed += stats.entries
             report.entries_present += stats.kept_existing
             report.entries_skipped.extend(stats.skipped)
             installed_ids = set(stats.installed)
-            if mark_used and entries:
-                await _mark_used(self.cas, entries, self.budget, self.concurrency)
             namespaces = session.next_round([p.entry for p in pulled
                                              if (p.entry.namespace, p.entry.key) in installed_ids])
         if namespaces and self.budget.expired:
@@ -215,7 +191,7 @@ class _Puller:
                                         f"installed: {exc.message}", kind="timeout", hint=exc.hint))
             return None
 
-    async def _fetch_blobs(self, cache: Path, take: list[Entry]) -> list[Pulled]:
+    async def _fetch_blobs(self, take: list[Entry]) -> list[Pulled]:
         """Every blob the entries name, downloaded once each and verified; the entries whose blobs all came."""
         refs: dict[str, BlobRef] = {}
         for entry in take:
@@ -225,7 +201,7 @@ class _Puller:
             return [Pulled(e, {}) for e in take]
         if self.staging is None:
             self.staging = self.staging_path or \
-                cache / f"{fsops.TEMP_PREFIX}pull-{os.getpid()}-{random.getrandbits(32):08x}"
+                self.cache / f"{fsops.TEMP_PREFIX}pull-{os.getpid()}-{random.getrandbits(32):08x}"
             self.staging.mkdir(parents=True)
         staging = self.staging
         bar = self.progress("pulling", len(refs), sum(r.size for r in refs.values())) if self.progress else None
@@ -299,16 +275,22 @@ async def _push(store: ObjectStore, codec: RemoteCodec, cache: Path, groups: Seq
             await task
         return ref
 
+    async def present(item: Export) -> str:
+        await _best_effort(cas.mark_used(item.namespace, item.key, _today().date()))
+        return "present"
+
     async def one(item: Export) -> str:
-        if existing is not None:
-            there = (item.namespace, item.key) in existing
-        else:
-            there = await store.head(layout.entry_key(item.namespace, item.key)) is not None
-        if there:
-            await _best_effort(cas.mark_used(item.namespace, item.key, _today().date()))
-            return "present"
+        if existing is not None and (item.namespace, item.key) in existing:
+            return await present(item)
         async with packing:
-            built = await asyncio.to_thread(item.build)
+            # What is pushed is almost always new (it is what the job added): pack it while asking.
+            building = asyncio.ensure_future(asyncio.to_thread(item.build))
+            try:
+                there = existing is None and await store.head(layout.entry_key(item.namespace, item.key)) is not None
+            finally:
+                built = await building
+            if there:
+                return await present(item)
             refs = {role: await put_blob(data) for role, data in built.blobs.items()}
         entry = Entry(item.namespace, item.key, refs, files=dict(built.files), meta=dict(built.meta))
         return "pushed" if await cas.put_entry(entry) else "present"
@@ -333,9 +315,10 @@ def _sha256(data: bytes) -> str:
 
 
 async def _publish_blob(cas: Cas, data: bytes) -> bool:
-    """Create the blob unless the remote has it (a HEAD first spares uploading what is there)."""
-    digest = _sha256(data)
-    if await cas.has_blob(digest):
+    """Create the blob unless the remote has it. A big blob is asked about first (a HEAD spares uploading
+    what is there); a small one is sent at once, create-if-absent: a round trip costs more than sending it
+    again in the rare case that another entry already brought the same bytes."""
+    if len(data) > _ASK_FIRST and await cas.has_blob(_sha256(data)):
         return False
     _ref, created = await cas.put_blob(data)
     return created

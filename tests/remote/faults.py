@@ -62,14 +62,18 @@ JUNK_500 = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy"
 
 
 class Proxy:
-    """A TCP proxy on loopback in front of `target_port`: it can stall each new connection, cap the
+    """A TCP proxy on loopback in front of `target_port`: it can stall each new connection, add a latency to
+    each request (one round trip: the first bytes a client sends after an answer wait that long), cap the
     bandwidth of both directions together (one link for every connection, as an agent's uplink is), and
     counts the bytes it moved each way. Stops by itself when the block ends."""
 
-    def __init__(self, target_port: int, *, stall: float = 0.0, bandwidth: int | None = None) -> None:
+    def __init__(self, target_port: int, *, stall: float = 0.0, bandwidth: int | None = None,
+                 latency: float = 0.0) -> None:
         self.target_port = target_port
         self.stall = stall
         self.bandwidth = bandwidth
+        self.latency = latency
+        self.requests = 0  # client sends that followed an answer (or opened a connection)
         self.upstream_bytes = 0  # client -> server (requests, uploads)
         self.downstream_bytes = 0  # server -> client (answers, downloads)
         self.connections = 0
@@ -103,12 +107,21 @@ class Proxy:
         if wait > 0:
             self._stop.wait(wait)
 
-    def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool, turn: list[bool]) -> None:
+        """Move bytes one way; `turn[0]` says the client's next bytes start a request."""
         with contextlib.suppress(OSError):
             while not self._stop.is_set():
                 data = src.recv(16384)
                 if not data:
                     break
+                if upstream and turn[0]:
+                    turn[0] = False
+                    with self._lock:
+                        self.requests += 1
+                    if self.latency:
+                        self._stop.wait(self.latency)
+                elif not upstream:
+                    turn[0] = True
                 self._book(len(data))
                 dst.sendall(data)
                 with self._lock:
@@ -131,8 +144,9 @@ class Proxy:
             return
         server.settimeout(None)
         self._sockets.append(server)
-        pumps = [threading.Thread(target=self._pump, args=(client, server, True), daemon=True),
-                 threading.Thread(target=self._pump, args=(server, client, False), daemon=True)]
+        turn = [True]
+        pumps = [threading.Thread(target=self._pump, args=(client, server, True, turn), daemon=True),
+                 threading.Thread(target=self._pump, args=(server, client, False, turn), daemon=True)]
         for pump in pumps:
             pump.start()
         for pump in pumps:

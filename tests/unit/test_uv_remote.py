@@ -22,8 +22,9 @@ from ci_cache.remote.layout import BlobRef, Entry
 from ci_cache.remote.objectstore import ObjectMeta
 from ci_cache.remote.obstore_store import ObstoreStore
 from ci_cache.remote.progress import Progress
+from ci_cache.remote.reports import PullReport, PushReport
 from ci_cache.remote.scrub import Scrubber
-from ci_cache.remote.sync import PullReport, PushReport, pull, push
+from ci_cache.remote.sync import pull, push
 from ci_cache.tools.base import Wanted
 from ci_cache.tools.generic import GenericTool, TempTool
 from ci_cache.tools.uv import UvTool, remote_import
