@@ -14,6 +14,7 @@ import hashlib
 import os
 import random
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +108,8 @@ async def pull(store: ObjectStore, codec: RemoteCodec, cache: Path, wanted: Want
     try:
         await puller.run(session, first, mark_used=mark_used, guard=guard)
     finally:
+        # A blob still being prepared when the budget ran out finishes first: its folder goes with the rest.
+        puller.preparing.shutdown(wait=True, cancel_futures=True)
         if puller.staging is not None:
             fsops.rmtree(puller.staging)
     puller.report.warnings.extend(puller.errors.lines())
@@ -135,6 +138,9 @@ class _Puller:
         self.cache = Path()
         self.staging_path: Path | None = None
         self.staging: Path | None = None  # set once made
+        # Preparing blobs is CPU work (unpacking): one thread per core, beside the downloads.
+        self.preparing = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+                                            thread_name_prefix="ci-cache-prepare")
 
     async def run(self, session: PullSession, first: Sequence[str], *, mark_used: bool, guard: Guard | None) -> None:
         report = self.report
@@ -162,7 +168,7 @@ class _Puller:
             marking = asyncio.ensure_future(_mark_used(self.cas, entries, self.budget, self.concurrency)) \
                 if mark_used and entries else None
             try:
-                pulled = await self._fetch_blobs(take)
+                pulled = await self._fetch_blobs(session, take)
                 stats = self._install(session, pulled, guard)
             finally:
                 if marking is not None:
@@ -191,12 +197,15 @@ class _Puller:
                                         f"installed: {exc.message}", kind="timeout", hint=exc.hint))
             return None
 
-    async def _fetch_blobs(self, take: list[Entry]) -> list[Pulled]:
-        """Every blob the entries name, downloaded once each and verified; the entries whose blobs all came."""
+    async def _fetch_blobs(self, session: PullSession, take: list[Entry]) -> list[Pulled]:
+        """Every blob the entries name, downloaded once each, verified and prepared (`PullSession.prepare`);
+        the entries whose blobs all came."""
         refs: dict[str, BlobRef] = {}
+        roles: dict[str, str] = {}
         for entry in take:
-            for ref in entry.blobs.values():
+            for role, ref in entry.blobs.items():
                 refs[ref.digest] = ref
+                roles.setdefault(ref.digest, role)
         if not refs:
             return [Pulled(e, {}) for e in take]
         if self.staging is None:
@@ -208,6 +217,7 @@ class _Puller:
 
         async def fetch(digest: str) -> int:
             await self.cas.get_blob_to(refs[digest], staging / digest)
+            await asyncio.wrap_future(self.preparing.submit(session.prepare, staging / digest, roles[digest]))
             return refs[digest].size
 
         batch = await run_all(sorted(refs), fetch, concurrency=self.concurrency, budget=self.budget,
@@ -282,16 +292,22 @@ async def _push(store: ObjectStore, codec: RemoteCodec, cache: Path, groups: Seq
     async def one(item: Export) -> str:
         if existing is not None and (item.namespace, item.key) in existing:
             return await present(item)
-        async with packing:
-            # What is pushed is almost always new (it is what the job added): pack it while asking.
-            building = asyncio.ensure_future(asyncio.to_thread(item.build))
-            try:
-                there = existing is None and await store.head(layout.entry_key(item.namespace, item.key)) is not None
-            finally:
-                built = await building
-            if there:
-                return await present(item)
-            refs = {role: await put_blob(data) for role, data in built.blobs.items()}
+        # What is pushed is almost always new (it is what the job added): it is packed, and its small blobs
+        # sent, while the remote is asked whether it has the entry; a big blob waits for the answer.
+        asking = None if existing is not None else \
+            asyncio.ensure_future(store.head(layout.entry_key(item.namespace, item.key)))
+        try:
+            async with packing:
+                built = await asyncio.to_thread(item.build)
+                if asking is not None and any(len(data) > _ASK_FIRST for data in built.blobs.values()) \
+                        and await asking is not None:
+                    return await present(item)
+                refs = {role: await put_blob(data) for role, data in built.blobs.items()}
+            if asking is not None and await asking is not None:
+                return await present(item)  # another agent published it first: its entry stays
+        finally:
+            if asking is not None and not asking.done():
+                asking.cancel()
         entry = Entry(item.namespace, item.key, refs, files=dict(built.files), meta=dict(built.meta))
         return "pushed" if await cas.put_entry(entry) else "present"
 

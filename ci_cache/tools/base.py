@@ -195,6 +195,11 @@ class PullSession(Protocol):
         """The cache already had this entry (`accept` said PRESENT): what it stands for is met."""
         ...
 
+    def prepare(self, blob: Path, role: str) -> None:
+        """Work on one verified blob that need not wait for the install (uv: unpack an archive beside it),
+        in a worker thread while the other blobs still download. Nothing in the cache changes here."""
+        ...
+
     def install(self, pulled: Sequence[Pulled]) -> ImportStats:
         """Install verified entries into the cache. The caller holds ci-cache's writer lock."""
         ...

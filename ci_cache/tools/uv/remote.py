@@ -28,12 +28,14 @@ from ci_cache.tools.uv.remote_export import Exporter
 from ci_cache.tools.uv.remote_import import (
     EntryProblem,
     Installer,
+    Unpacked,
     check_build,
     check_listing,
     check_wheel,
     present_build,
     present_listing,
     present_wheel,
+    unpack_beside,
 )
 
 _WHEEL_KINDS = frozenset({"wheel", "any"})
@@ -116,6 +118,7 @@ class UvPullSession:
         self.by_name: set[str] = set()  # names looked up by name, their dependencies included
         self.looked_up: set[str] = set()
         self.satisfied: set[str] = set()
+        self.prepared: dict[Path, Unpacked | None] = {}  # blob -> its archive, unpacked while others download
         self._notes: list[str] = []
         if buckets is None:
             self._notes.append("uv was not found on PATH (or did not say which cache buckets it uses): "
@@ -221,9 +224,13 @@ class UvPullSession:
         present = present_wheel if kind == "wheel" else present_build
         return PRESENT if present(self.cache, meta) else None
 
+    def prepare(self, blob: Path, role: str) -> None:
+        if role == "archive":
+            self.prepared[blob] = unpack_beside(blob)
+
     def install(self, pulled: Sequence[Pulled]) -> ImportStats:
         assert self.buckets is not None
-        stats = Installer(self.cache, self.buckets).run(pulled)
+        stats = Installer(self.cache, self.buckets, prepared=self.prepared).run(pulled)
         ids = set(stats.installed)
         for item in pulled:
             if (item.entry.namespace, item.entry.key) in ids:
