@@ -517,23 +517,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "all_bytes": sum(dists[n].file.stat().st_size for n in plan.all), "work": str(work),
     })
     started = time.perf_counter()
-    try:
-        with ExitStack() as stack:
-            server = servers.start_seaweedfs(work / "weed")
-            stack.callback(server.stop)
-            profile = NetworkProfile(latency=args.latency_ms / 1000, bandwidth=args.bandwidth)
-            index = stack.enter_context(bench_index.serve(index_root, simple_max_age=0, network=profile))
-            port = int(server.endpoint.rsplit(":", 1)[1])
-            proxy = stack.enter_context(faults.Proxy(port, latency=args.latency_ms / 1000, bandwidth=args.bandwidth))
-            bench = Bench(work / "agents", (uv, cli), index, proxy, server)
-            fill(bench, result, plan, dists)
-            for r in range(1, args.rounds + 1):
-                measure_round(bench, result, plan, dists, r)
-    finally:
+    with ExitStack() as stack:
+        # Last out: the scratch folder, after the servers that use it have stopped.
         if args.keep:
-            _progress(f"work dir kept: {work}")
+            stack.callback(_progress, f"work dir kept: {work}")
         else:
-            jobs.rmtree(work)
+            stack.callback(jobs.rmtree, work)
+        server = servers.start_seaweedfs(work / "weed")
+        stack.callback(server.stop)
+        profile = NetworkProfile(latency=args.latency_ms / 1000, bandwidth=args.bandwidth)
+        index = stack.enter_context(bench_index.serve(index_root, simple_max_age=0, network=profile))
+        port = int(server.endpoint.rsplit(":", 1)[1])
+        proxy = stack.enter_context(faults.Proxy(port, latency=args.latency_ms / 1000, bandwidth=args.bandwidth))
+        bench = Bench(work / "agents", (uv, cli), index, proxy, server)
+        fill(bench, result, plan, dists)
+        for r in range(1, args.rounds + 1):
+            measure_round(bench, result, plan, dists, r)
     result.meta["duration_s"] = round(time.perf_counter() - started, 1)
     stem = f"{now:%Y-%m-%d}-{re.sub(r'[^A-Za-z0-9.-]+', '-', platform.node() or 'host')}-remote"
     args.out.mkdir(parents=True, exist_ok=True)

@@ -54,13 +54,17 @@ def _pulled(tool: str, pull: dict[str, Any]) -> str:
         return f"nothing pulled ({pull['skipped']})"
     if not report:
         return "pull failed"
-    text = (f"pulled {report.get('entries_installed', 0)} entries ({report.get('blobs', 0)} blobs, "
-            f"{_size(report.get('bytes', 0))}) in {report.get('seconds', 0.0):.2f}s")
-    if report.get("entries_present"):
-        text += f", {report['entries_present']} already here"
+    text = _moved("pulled", report, report.get("entries_installed", 0), report.get("blobs", 0), "already here")
     if report.get("missing"):
         text += f", {len(report['missing'])} not on the remote"
     return text
+
+
+def _moved(verb: str, report: dict[str, Any], entries: int, blobs: int, present: str) -> str:
+    """`pulled 12 entries (8 blobs, 3.0 MiB) in 1.23s, 4 already here`."""
+    text = f"{verb} {entries} entries ({blobs} blobs, {_size(report.get('bytes', 0))})"
+    text += f" in {report.get('seconds', 0):.2f}s"
+    return text + (f", {report['entries_present']} {present}" if report.get("entries_present") else "")
 
 
 def _pushed(tool: str, remote: dict[str, Any]) -> str:
@@ -70,11 +74,7 @@ def _pushed(tool: str, remote: dict[str, Any]) -> str:
     report: dict[str, Any] = remote["push"].get(tool, {})
     if not report:
         return "nothing new to push"
-    text = (f"pushed {report.get('entries_pushed', 0)} entries ({report.get('blobs_pushed', 0)} blobs, "
-            f"{_size(report.get('bytes', 0))}) in {report.get('seconds', 0.0):.2f}s")
-    if report.get("entries_present"):
-        text += f", {report['entries_present']} already there"
-    return text
+    return _moved("pushed", report, report.get("entries_pushed", 0), report.get("blobs_pushed", 0), "already there")
 
 
 def _remote_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -32,7 +32,7 @@ from ci_cache import fsops, keyfiles, locks, log
 from ci_cache.errors import CiCacheError
 from ci_cache.job import record
 from ci_cache.job.context import Allocation, Context, FinishResult
-from ci_cache.remote.reports import PullReport
+from ci_cache.remote.reports import PullReport, PushReport
 from ci_cache.tools import from_config
 from ci_cache.tools.base import CacheTool, RemoteCodec, Wanted
 
@@ -80,6 +80,14 @@ def _degrade(ctx: Context, what: str, exc: CiCacheError | OSError, warnings: lis
     message = f"remote {what} skipped: {exc}; the job goes on without it"
     log.warn(message)
     warnings.append(message)
+
+
+def _keep(reports: dict[str, Any], tool: str, report: PullReport | PushReport, warnings: list[str]) -> None:
+    """A tool's report for the summary; each of its warnings said now and kept for the summary too."""
+    reports[tool] = report.as_dict()
+    for warning in report.warnings:
+        log.warn(warning)
+        warnings.append(warning)
 
 
 def _writer_lock(ctx: Context, tool: str) -> Guard:
@@ -152,10 +160,7 @@ def _pull_all(ctx: Context, alloc: Allocation, codecs: list[tuple[CacheTool, Rem
                 progress=progress.on(sys.stderr, quiet=log.quiet()), strict=ctx.strict,
                 mark_used=push_decision(ctx, "success")[0], staging=alloc.job_dir / f"{tool.name}.pulling",
                 guard=_writer_lock(ctx, tool.name), planned=(session, first)))
-            reports[tool.name] = report.as_dict()
-            for warning in report.warnings:
-                log.warn(warning)
-                alloc.warnings.append(warning)
+            _keep(reports, tool.name, report, alloc.warnings)
     except (CiCacheError, OSError) as exc:
         _degrade(ctx, "pull", exc, alloc.warnings)
     return reports
@@ -209,10 +214,7 @@ def _push_all(ctx: Context, result: FinishResult,
                 sync.push, store, codec, cache, groups, budget, concurrency=settings.concurrency,
                 max_blob_size=settings.max_blob_size, progress=progress.on(sys.stderr, quiet=log.quiet()),
                 strict=ctx.strict))
-            reports[tool.name] = report.as_dict()
-            for warning in report.warnings:
-                log.warn(warning)
-                result.warnings.append(warning)
+            _keep(reports, tool.name, report, result.warnings)
     except (CiCacheError, OSError) as exc:
         _degrade(ctx, "push", exc, result.warnings)
     return reports

@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 def closed_port() -> int:
@@ -17,8 +17,9 @@ def closed_port() -> int:
 
 
 @contextlib.contextmanager
-def tcp_server(answer: bytes | None) -> Iterator[int]:
-    """Accept connections on a free port; reply `answer` to each request, or never reply (None = stall).
+def tcp_server(answer: bytes | Callable[[bytes], bytes] | None) -> Iterator[int]:
+    """Accept connections on a free port; reply `answer` to each request (or what `answer(request)` gives),
+    or never reply (None = stall).
 
     It stops by itself when the block ends: the listening socket and every accepted one are closed.
     """
@@ -39,8 +40,8 @@ def tcp_server(answer: bytes | None) -> Iterator[int]:
             if answer is not None:
                 with contextlib.suppress(OSError):
                     conn.settimeout(2)
-                    conn.recv(65536)
-                    conn.sendall(answer)
+                    request = conn.recv(65536)
+                    conn.sendall(answer(request) if callable(answer) else answer)
                     conn.close()
 
     thread = threading.Thread(target=serve, daemon=True)

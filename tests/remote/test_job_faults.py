@@ -70,6 +70,19 @@ def _assert_sound(agent: Agent, server: Server, prefix: str) -> None:
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+def _push_again_then_install_offline(agent: Agent, server: Server, prefix: str, index: IndexServer,
+                                     names: list[str]) -> None:
+    """`ci-cache remote push` from `agent`; then a new, empty agent installs `names` --offline from the remote."""
+    pushed = agent.cli("remote", "push", env=remote_env(server, prefix, "publish"))
+    assert pushed.returncode == 0, pushed.stderr
+    fresh = Agent(agent.folder.parent / f"{agent.folder.name}-fresh", index.url, remote_env(server, prefix, "read"))
+    index.clear_requests()
+    job = install_job(fresh, names, offline=True)
+    assert job.proc.returncode == 0 and not remote_warnings(job), job.describe()
+    assert index.requests == []
+    _assert_sound(fresh, server, prefix)
+
+
 def test_the_endpoint_down(seaweedfs: Server, prefix: str, tmp_path: Path, index: IndexServer) -> None:
     env = remote_env(seaweedfs, prefix, endpoint=f"http://127.0.0.1:{faults.closed_port()}")
     agent = Agent(tmp_path / "a", index.url, env)
@@ -144,14 +157,7 @@ def test_a_corrupted_blob_is_never_installed_and_verify_fix_lets_it_be_published
     assert agent.cli("remote", "verify", env=admin).returncode == 0
 
     # The next push of the same content publishes it again, and a new agent gets it whole.
-    pushed = agent.cli("remote", "push", env=remote_env(seaweedfs, prefix, "publish"))
-    assert pushed.returncode == 0, pushed.stderr
-    fresh = Agent(tmp_path / "b", index.url, remote_env(seaweedfs, prefix, "read"))
-    index.clear_requests()
-    offline = install_job(fresh, SMALL, offline=True)
-    assert offline.proc.returncode == 0 and not remote_warnings(offline), offline.describe()
-    assert index.requests == []
-    _assert_sound(fresh, seaweedfs, prefix)
+    _push_again_then_install_offline(agent, seaweedfs, prefix, index, SMALL)
 
 
 def _wait_for(check: Callable[[], bool], proc: subprocess.Popen[str], what: str, timeout: float = 60) -> None:
@@ -167,14 +173,22 @@ def _kill(proc: subprocess.Popen[str]) -> None:
     assert proc.wait(timeout=30) == -signal.SIGKILL
 
 
+def _killed_midway(server: Server, prefix: str, agent_dir: Path, index: IndexServer, *, identity: str,
+                   pushing: bool) -> Agent:
+    """An agent whose job, behind a slow link, is killed -9 once its blobs are half way down (or up)."""
+    port = int(server.endpoint.rsplit(":", 1)[1])
+    with faults.Proxy(port, bandwidth=SLOW_LINK) as slow:
+        agent = Agent(agent_dir, index.url, remote_env(server, prefix, identity, endpoint=slow.endpoint))
+        proc, _work = agent.start_install(BIG_NAMES)
+        moved = (lambda: slow.upstream_bytes > 500_000) if pushing else (lambda: slow.downstream_bytes > 300_000)
+        _wait_for(moved, proc, "blob upload" if pushing else "blob download")
+        _kill(proc)
+    return agent
+
+
 def test_kill_9_during_a_pull(seaweedfs: Server, prefix: str, tmp_path: Path, index: IndexServer) -> None:
     _fill(seaweedfs, prefix, tmp_path, index, BIG_NAMES)
-    port = int(seaweedfs.endpoint.rsplit(":", 1)[1])
-    with faults.Proxy(port, bandwidth=SLOW_LINK) as slow:
-        agent = Agent(tmp_path / "a", index.url, remote_env(seaweedfs, prefix, "read", endpoint=slow.endpoint))
-        proc, _work = agent.start_install(BIG_NAMES)
-        _wait_for(lambda: slow.downstream_bytes > 300_000, proc, "blob download")
-        _kill(proc)
+    agent = _killed_midway(seaweedfs, prefix, tmp_path / "a", index, identity="read", pushing=False)
     _assert_sound(agent, seaweedfs, prefix)
     # The dead job's dir is reclaimed; the next job pulls again and installs offline what it needs.
     assert agent.cli("gc", "--grace=0").returncode == 0
@@ -187,12 +201,7 @@ def test_kill_9_during_a_pull(seaweedfs: Server, prefix: str, tmp_path: Path, in
 
 def test_kill_9_during_a_push_leaves_only_garbage_that_gc_reclaims(seaweedfs: Server, prefix: str, tmp_path: Path,
                                                                    index: IndexServer) -> None:
-    port = int(seaweedfs.endpoint.rsplit(":", 1)[1])
-    with faults.Proxy(port, bandwidth=SLOW_LINK) as slow:
-        agent = Agent(tmp_path / "a", index.url, remote_env(seaweedfs, prefix, "publish", endpoint=slow.endpoint))
-        proc, _work = agent.start_install(BIG_NAMES)
-        _wait_for(lambda: slow.upstream_bytes > 500_000, proc, "blob upload")
-        _kill(proc)
+    agent = _killed_midway(seaweedfs, prefix, tmp_path / "a", index, identity="publish", pushing=True)
     assert agent.cli("verify").returncode == 0
     admin = remote_env(seaweedfs, prefix)
     # Entries go up after their blobs, each a single PUT: the remote holds whole entries, and perhaps blobs
@@ -205,13 +214,7 @@ def test_kill_9_during_a_push_leaves_only_garbage_that_gc_reclaims(seaweedfs: Se
     assert after.returncode == 0 and '"unreferenced_blobs": 0' in after.stdout, after.stdout
 
     # What the killed job could not publish, the next push does; an empty agent then installs offline.
-    assert agent.cli("remote", "push", env=remote_env(seaweedfs, prefix, "publish")).returncode == 0
-    fresh = Agent(tmp_path / "b", index.url, remote_env(seaweedfs, prefix, "read"))
-    index.clear_requests()
-    job = install_job(fresh, BIG_NAMES, offline=True)
-    assert job.proc.returncode == 0 and not remote_warnings(job), job.describe()
-    assert index.requests == []
-    _assert_sound(fresh, seaweedfs, prefix)
+    _push_again_then_install_offline(agent, seaweedfs, prefix, index, BIG_NAMES)
 
 
 def test_an_untrusted_job_pulls_and_never_writes_to_the_remote(seaweedfs: Server, prefix: str, tmp_path: Path,

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -31,36 +29,11 @@ AZURE_KEY = "c2VjcmV0LWF6dXJlLWFjY291bnQta2V5LTAxMjM0NTY3ODk="
 AZURE_SAS = "sv=2022-11-02&ss=b&srt=co&sp=rwl&se=2030-01-01T00:00:00Z&sig=Zm9vYmFyU0lHTkFUVVJFc2VjcmV0"
 
 
-@contextlib.contextmanager
-def echo_server() -> Iterator[int]:
-    """Answers every request with a 403 whose body is the request itself, headers and all."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            with contextlib.suppress(OSError), conn:
-                conn.settimeout(2)
-                request = conn.recv(65536)
-                body = b"<Error><Code>AccessDenied</Code><Message>you sent: " + request + b"</Message></Error>"
-                conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nConnection: close\r\n"
-                             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
+def echo_403(request: bytes) -> bytes:
+    """A 403 whose body is the request itself, headers and all."""
+    body = b"<Error><Code>AccessDenied</Code><Message>you sent: " + request + b"</Message></Error>"
+    return (b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
 def secret_forms(values: list[str]) -> list[str]:
@@ -96,7 +69,7 @@ SECRETS = secret_forms([*AWS.values(), AZURE_KEY, AZURE_SAS])
                                                ("azure-sas", "echo-403")])
 def test_no_command_shows_a_credential(cloud: str, failing: str, tmp_path: Path, index: IndexServer) -> None:
     with contextlib.ExitStack() as stack:
-        port = stack.enter_context(echo_server()) if failing == "echo-403" else faults.closed_port()
+        port = stack.enter_context(faults.tcp_server(echo_403)) if failing == "echo-403" else faults.closed_port()
         remote = {**CLOUDS[cloud](port), "CI_CACHE_REMOTE_PULL_BUDGET": "5s", "CI_CACHE_REMOTE_PUSH_BUDGET": "5s"}
         agent = Agent(tmp_path / "agent", index.url, remote)
         step_summary = tmp_path / "step-summary.md"
