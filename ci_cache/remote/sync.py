@@ -292,22 +292,18 @@ async def _push(store: ObjectStore, codec: RemoteCodec, cache: Path, groups: Seq
     async def one(item: Export) -> str:
         if existing is not None and (item.namespace, item.key) in existing:
             return await present(item)
-        # What is pushed is almost always new (it is what the job added): it is packed, and its small blobs
-        # sent, while the remote is asked whether it has the entry; a big blob waits for the answer.
-        asking = None if existing is not None else \
-            asyncio.ensure_future(store.head(layout.entry_key(item.namespace, item.key)))
-        try:
-            async with packing:
-                built = await asyncio.to_thread(item.build)
-                if asking is not None and any(len(data) > _ASK_FIRST for data in built.blobs.values()) \
-                        and await asking is not None:
-                    return await present(item)
-                refs = {role: await put_blob(data) for role, data in built.blobs.items()}
-            if asking is not None and await asking is not None:
-                return await present(item)  # another agent published it first: its entry stays
-        finally:
-            if asking is not None and not asking.done():
-                asking.cancel()
+        # What is pushed is mostly new (the job added it): it is packed while the remote is asked whether it
+        # has the entry. Nothing is sent before the answer: a job that pulled nothing (no key files) has much
+        # locally new that the fleet already holds.
+        async with packing:
+            building = asyncio.ensure_future(asyncio.to_thread(item.build))
+            try:
+                there = existing is None and await store.head(layout.entry_key(item.namespace, item.key)) is not None
+            finally:
+                built = await building
+            if there:
+                return await present(item)
+            refs = {role: await put_blob(data) for role, data in built.blobs.items()}
         entry = Entry(item.namespace, item.key, refs, files=dict(built.files), meta=dict(built.meta))
         return "pushed" if await cas.put_entry(entry) else "present"
 

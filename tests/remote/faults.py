@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def closed_port() -> int:
@@ -69,8 +70,11 @@ class Proxy:
     counts the bytes it moved each way. Stops by itself when the block ends."""
 
     def __init__(self, target_port: int, *, stall: float = 0.0, bandwidth: int | None = None,
-                 latency: float = 0.0) -> None:
+                 latency: float = 0.0, blob_fault: str | None = None) -> None:
         self.target_port = target_port
+        # "503": every GET of a blob answers 503 (the store failing); "truncate": its answer stops midway.
+        self.blob_fault = blob_fault
+        self.faults = 0
         self.stall = stall
         self.bandwidth = bandwidth
         self.latency = latency
@@ -108,21 +112,34 @@ class Proxy:
         if wait > 0:
             self._stop.wait(wait)
 
-    def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool, turn: list[bool]) -> None:
-        """Move bytes one way; `turn[0]` says the client's next bytes start a request."""
+    def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool, state: dict[str, Any]) -> None:
+        """Move bytes one way; `state["turn"]` says the client's next bytes start a request, `state["blob"]`
+        that the request being answered is the GET of a blob."""
         with contextlib.suppress(OSError):
             while not self._stop.is_set():
                 data = src.recv(16384)
                 if not data:
                     break
-                if upstream and turn[0]:
-                    turn[0] = False
+                if upstream and state["turn"]:
+                    state.update(turn=False, answered=0, blob=data.startswith(b"GET ") and
+                                 b"/ci-cache-v1/blobs/" in data.split(b"\r\n", 1)[0])
                     with self._lock:
                         self.requests += 1
                     if self.latency:
                         self._stop.wait(self.latency)
+                    if state["blob"] and self.blob_fault == "503":
+                        self.faults += 1
+                        src.sendall(JUNK_500)
+                        state["turn"] = True
+                        continue
                 elif not upstream:
-                    turn[0] = True
+                    state["turn"] = True
+                    if state["blob"] and self.blob_fault == "truncate":
+                        state["answered"] += len(data)
+                        if state["answered"] > 1024:  # the headers and a little of the body, then nothing
+                            self.faults += 1
+                            dst.sendall(data[:1024 - state["answered"] + len(data)])
+                            break
                 self._book(len(data))
                 dst.sendall(data)
                 with self._lock:
@@ -145,9 +162,9 @@ class Proxy:
             return
         server.settimeout(None)
         self._sockets.append(server)
-        turn = [True]
-        pumps = [threading.Thread(target=self._pump, args=(client, server, True, turn), daemon=True),
-                 threading.Thread(target=self._pump, args=(server, client, False, turn), daemon=True)]
+        state: dict[str, Any] = {"turn": True, "blob": False, "answered": 0}
+        pumps = [threading.Thread(target=self._pump, args=(client, server, True, state), daemon=True),
+                 threading.Thread(target=self._pump, args=(server, client, False, state), daemon=True)]
         for pump in pumps:
             pump.start()
         for pump in pumps:

@@ -118,6 +118,24 @@ def test_a_five_second_stall_is_cut_by_the_budget_or_waited_out(seaweedfs: Serve
     _assert_sound(patient, seaweedfs, prefix)
 
 
+@pytest.mark.parametrize(("fault", "says"), [("503", "server"), ("truncate", "remote get")])
+def test_a_5xx_or_a_truncated_download_installs_nothing_wrong(seaweedfs: Server, prefix: str, tmp_path: Path,
+                                                              index: IndexServer, *, fault: str, says: str) -> None:
+    _fill(seaweedfs, prefix, tmp_path, index, SMALL)
+    port = int(seaweedfs.endpoint.rsplit(":", 1)[1])
+    with faults.Proxy(port, blob_fault=fault) as faulty:
+        agent = Agent(tmp_path / "a", index.url, remote_env(seaweedfs, prefix, "publish", endpoint=faulty.endpoint))
+        job = install_job(agent, SMALL, then="exit 4")  # the wheels come from the index instead
+        assert faulty.faults > 0
+    assert job.proc.returncode == 4, job.describe()
+    warnings = remote_warnings(job)
+    assert len(warnings) == 1 and says in warnings[0], warnings
+    assert job.pulled["entries_installed"] == 3  # the index listings, which are inside their entries
+    assert job.pulled["blobs"] == 0
+    assert job.pushed["entries_present"] > 0 and job.pushed["bytes"] == 0  # nothing sent that the fleet has
+    _assert_sound(agent, seaweedfs, prefix)
+
+
 def test_a_403_on_push_with_read_only_credentials(seaweedfs: Server, prefix: str, tmp_path: Path,
                                                   index: IndexServer) -> None:
     _fill(seaweedfs, prefix, tmp_path, index, SMALL)

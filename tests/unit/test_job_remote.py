@@ -246,3 +246,16 @@ def test_the_groups_a_cache_holds_are_listed_without_opening_a_file(tmp_path: Pa
     assert UvRemote({}, buckets=BUCKETS).groups(cache) == [f"{WHEELS}/demo-alpha/1.0.0-py3-none-any"]
     assert UvRemote({}, buckets=BUCKETS).groups(tmp_path / "missing") == []
     assert layout.ENTRIES.startswith(layout.LAYOUT)
+
+
+def test_what_the_job_added_but_the_fleet_has_is_not_sent_again(tmp_path: Path, store: CountingStore) -> None:
+    """A job without key files pulls nothing, so what it downloads is new locally, yet on the remote."""
+    fleet(tmp_path, store)
+    blobs_before = [k for k in objects(store) if k.startswith(layout.BLOBS)]
+    ctx = make_ctx(tmp_path)
+    alloc = job.setup(ctx, in_process=True)
+    add_wheel(alloc.job_dir / "uv", "demo-alpha", "1.0.0", "AlphaLocalCopy01", requires=("demo-beta>=1",))
+    result = job.finish(ctx, "success", held=alloc.lease)
+    pushed = result.remote["push"]["uv"]
+    assert (pushed["entries_pushed"], pushed["entries_present"], pushed["bytes"]) == (0, 2, 0)
+    assert [k for k in objects(store) if k.startswith(layout.BLOBS)] == blobs_before
