@@ -63,6 +63,10 @@ def push_decision(ctx: Context, status: str) -> tuple[bool, str]:
     return True, f"remote.push: {policy}"
 
 
+# The record's key for where setup listed each shared cache's groups (the job's dir: setup made it).
+_LISTED = "remote_listed"
+
+
 def _snapshot_file(job_dir: Path, tool: str) -> Path:
     return job_dir / f"{tool}.remote-groups.json"
 
@@ -120,17 +124,19 @@ def pull(ctx: Context, alloc: Allocation, tools: Sequence[CacheTool]) -> None:
         done["skipped"] = f"no lock, requirements or pyproject file in {ctx.workspace} names a package"
     else:
         done["tools"] = _pull_all(ctx, alloc, codecs, wanted)
+    listed: dict[str, str] = {}  # tool -> where its listing is, for finish (the record says where)
     if push_decision(ctx, "success")[0]:
         for tool, codec in codecs:
             shared = ctx.store.shared_cache(tool.name)
+            listing = _snapshot_file(alloc.job_dir, tool.name)
             try:
-                groups = codec.groups(shared)
-                fsops.write_atomic(_snapshot_file(alloc.job_dir, tool.name), json.dumps(groups).encode())
+                fsops.write_atomic(listing, json.dumps(codec.groups(shared)).encode())
+                listed[tool.name] = str(listing)
             except OSError as exc:
                 _degrade(ctx, f"listing of the shared {tool.name} cache (for the push at finish)", exc,
                          alloc.warnings)
     alloc.phases["pull"] = round(time.monotonic() - started, 4)
-    record.write(ctx, alloc, status="seeding", extra={"remote": {"pull": done}})
+    record.write(ctx, alloc, status="seeding", extra={"remote": {"pull": done}, _LISTED: listed})
 
 
 def _pull_all(ctx: Context, alloc: Allocation, codecs: list[tuple[CacheTool, RemoteCodec]],
@@ -182,12 +188,12 @@ def push(ctx: Context, result: FinishResult, found: dict[str, Any], status: str)
     if not allowed:
         return
     started = time.monotonic()
-    job_dir = ctx.store.job_dir(ctx.key)
+    listed: dict[str, str] = dict(found.get(_LISTED, {}))
     caches: dict[str, str] = dict(found.get("caches", {}))
     todo: list[tuple[CacheTool, RemoteCodec, Path, list[str]]] = []
     for tool, codec in codecs:
         try:
-            before = set(json.loads(_snapshot_file(job_dir, tool.name).read_bytes()))
+            before = set(json.loads(Path(listed[tool.name]).read_bytes()))
             cache = Path(caches[tool.name])
             todo.append((tool, codec, cache, sorted(set(codec.groups(cache)) - before)))
         except (OSError, ValueError, TypeError, KeyError):
