@@ -29,8 +29,8 @@ URL = "s3://fleet/team"
 @pytest.fixture(autouse=True)
 def in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """No background delete (the unit tier starts no process); uv's buckets known without asking uv."""
-    monkeypatch.setattr(osapi, "start_background_delete", lambda path: False)
-    monkeypatch.setattr(osapi, "start_bulk_link", lambda sources, dest: None)  # links in Python, not `cp -al`
+    monkeypatch.setattr(osapi, "start_background_delete", lambda *args, **kwargs: False)
+    monkeypatch.setattr(osapi, "start_bulk_link", lambda *args, **kwargs: None)  # links in Python, not `cp -al`
     monkeypatch.setattr(UvTool, "remote", lambda self, env: UvRemote({}, machine=LINUX, buckets=BUCKETS))
 
 
