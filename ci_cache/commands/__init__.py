@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Protocol
 
-from ci_cache.commands import config, demo, doctor, finish, gc, prune, run, setup, shim, status, verify
+from ci_cache.commands import config, demo, doctor, finish, gc, prune, remote, run, setup, shim, status, verify
 
 
 class Command(Protocol):
@@ -28,6 +28,6 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace, env: Mapping[str, str]) -> int: ...
 
 
-_ALL: tuple[Command, ...] = (run, setup, finish, status, gc, verify, prune, doctor, config, demo, shim)
+_ALL: tuple[Command, ...] = (run, setup, finish, status, gc, verify, prune, doctor, remote, config, demo, shim)
 # In the order `ci-cache --help` lists them.
 COMMANDS: dict[str, Command] = {command.name: command for command in _ALL}

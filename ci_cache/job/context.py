@@ -42,6 +42,11 @@ class Context:
     def strict(self) -> bool:
         return self.config.strict
 
+    @property
+    def workspace(self) -> Path:
+        """Where the job's files are (its key files are looked for there): the CI's workspace, else the cwd."""
+        return Path(self.identity.workspace) if self.identity.workspace else self.cwd
+
 
 @dataclass
 class Allocation:
@@ -89,6 +94,7 @@ class FinishResult:
     cleanup: dict[str, str] = field(default_factory=dict)
     # What setup's env changed in the shell, as it was before (`env.previous`); not part of the summary.
     restore: dict[str, Any] = field(default_factory=dict)
+    remote: dict[str, Any] = field(default_factory=dict)  # the fleet tier: setup's pull, this push
 
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "restore"}

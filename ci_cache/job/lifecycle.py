@@ -1,7 +1,7 @@
-"""A job's two halves, each a pipeline of steps: setup = claim -> seed -> env; finish = merge -> prune -> release.
+"""A job's two halves, each a pipeline of steps: setup = claim -> pull -> seed -> env; finish = merge -> prune
+-> push -> release.
 
-The steps live in their own modules; a step added later (pulling from and pushing to a remote cache)
-goes between two of them here.
+The steps live in their own modules (pull and push, the fleet tier's, in `job/remote.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ci_cache import faults, gc, jobdirs, log, osapi, rootlayout
 from ci_cache.errors import CiCacheError, UsageError
-from ci_cache.job import bound, claim, env, merge, owner, record, release, seed
+from ci_cache.job import bound, claim, env, merge, owner, record, release, remote, seed
 from ci_cache.job.context import NO_TOKEN, TOKEN_VAR, Allocation, Context, FinishResult, effective_mode
 from ci_cache.tools import from_config
 
@@ -41,6 +41,7 @@ def setup(ctx: Context, *, in_process: bool) -> Allocation:
             record.write(ctx, alloc, status="seeding",
                          extra={"holder_pid": holder_pid, "token": token, "dir": str(alloc.job_dir)})
             tools = from_config(ctx.config)
+            remote.pull(ctx, alloc, tools)
             seed.allocate(ctx, alloc, tools)
             env.export(ctx, alloc, tools, token=token, in_process=in_process)
             record.write(ctx, alloc, status="ready", extra={"restore": env.previous(ctx, alloc)})
@@ -93,6 +94,7 @@ def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = Non
         if do_merge:
             merge.merge_all(ctx, result, dict(found.get("caches", {})), job_dir)
             bound.prune_if_over(ctx, result)
+        remote.push(ctx, result, found, status)
         _cleanup(ctx, result, job_dir)
     finally:
         claim.give_back(ctx, handle)
