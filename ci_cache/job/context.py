@@ -107,3 +107,17 @@ def effective_mode(ctx: Context) -> tuple[str, str | None]:
         return "isolated", (f"untrusted job ({ctx.identity.trust_reason}): isolated with no merge, instead of "
                             f"{mode}, so that it cannot write to the shared cache")
     return mode, None
+
+
+def write_policy(ctx: Context, key: str, policy: str, status: str, *, needs_trust: bool) -> tuple[bool, str]:
+    """Whether a write policy (`merge`, `remote.push`) lets this job write, by its status and trust; and why.
+
+    `needs_trust`: only a trusted job may write (the policy is `protected`, or one it follows is).
+    """
+    if policy == "never":
+        return False, f"{key}: never"
+    if needs_trust and not ctx.identity.trusted:
+        return False, f"{key}: {policy}, and the job is untrusted ({ctx.identity.trust_reason})"
+    if policy == "success" and status != "success":
+        return False, f"{key}: success, and the job's status is {status}"
+    return True, f"{key}: {policy}"

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ci_cache import fsops, keyfiles, locks, log
 from ci_cache.errors import CiCacheError
 from ci_cache.job import record
-from ci_cache.job.context import Allocation, Context, FinishResult
+from ci_cache.job.context import Allocation, Context, FinishResult, write_policy
 from ci_cache.remote.reports import PullReport, PushReport
 from ci_cache.tools import from_config
 from ci_cache.tools.base import CacheTool, RemoteCodec, Wanted
@@ -54,13 +54,7 @@ def push_decision(ctx: Context, status: str) -> tuple[bool, str]:
     """Whether the job may write to the remote, by `remote.push` (unset: the merge policy), its status and
     its trust; and why. An untrusted job never writes where either policy is `protected`."""
     policy = ctx.config.remote.resolved_push(ctx.config.merge)
-    if policy == "never":
-        return False, "remote.push: never"
-    if not ctx.identity.trusted and "protected" in (policy, ctx.config.merge):
-        return False, f"remote.push: {policy}, and the job is untrusted ({ctx.identity.trust_reason}): it only reads"
-    if policy == "success" and status != "success":
-        return False, f"remote.push: success, and the job's status is {status}"
-    return True, f"remote.push: {policy}"
+    return write_policy(ctx, "remote.push", policy, status, needs_trust="protected" in (policy, ctx.config.merge))
 
 
 # The record's key for where setup listed each shared cache's groups (the job's dir: setup made it).
