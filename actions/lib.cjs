@@ -233,6 +233,9 @@ function jobOptions(env, overrides = {}) {
     ['mode', getInput(env, 'mode')],
     ['tools', getInput(env, 'tools')],
     ['merge', getInput(env, 'merge')],
+    ['remote-url', getInput(env, 'remote-url')],
+    ['remote-endpoint', getInput(env, 'remote-endpoint')],
+    ['remote-push', getInput(env, 'remote-push')],
   ];
   for (const [name, value] of valued) {
     if (value) args.push(`--${name}`, value);

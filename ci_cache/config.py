@@ -153,6 +153,9 @@ FLAGS: dict[KeyPath, str] = {
     ("prune", "max_size"): "--max-size",
     ("prune", "max_age"): "--max-age",
     ("prune", "uv_ci"): "--ci",
+    ("remote", "url"): "--remote-url",
+    ("remote", "endpoint"): "--remote-endpoint",
+    ("remote", "push"): "--remote-push",
 }
 
 

@@ -69,6 +69,30 @@ class KeyFiles(NamedTuple):
     resolved: frozenset[str] = frozenset()
 
 
+# What a job's workspace is searched for when `key_files` is not configured: the files that say what a
+# Python job installs. A lock file names exact files (and its pyproject's dependencies with them), so
+# pyproject.toml counts only where no lock file is: its bare names would add by-name lookups and index
+# listings that the lock makes useless.
+LOCK_PATTERNS = ("uv.lock", "pylock.toml", "pylock.*.toml")
+AUTO_PATTERNS = (*LOCK_PATTERNS, "requirements*.txt")
+AUTO_FALLBACK = "pyproject.toml"
+
+
+def detected(base: Path) -> tuple[str, ...]:
+    """The key-file patterns that automatic detection uses in the workspace `base` (top level only)."""
+    if any(find([pattern], base) for pattern in LOCK_PATTERNS):
+        return AUTO_PATTERNS
+    return (*AUTO_PATTERNS, AUTO_FALLBACK)
+
+
+def for_job(configured: Sequence[str], workspace: Path) -> KeyFiles:
+    """What a job's files name: the configured `key_files` globs, else the files detected in its workspace.
+
+    The one home of that rule: what a job pulls from the remote, and what it seeds, both come from here.
+    """
+    return read(configured or detected(workspace), workspace)
+
+
 def find(patterns: Sequence[str], base: Path) -> list[Path]:
     found: dict[Path, None] = {}
     for pattern in patterns:

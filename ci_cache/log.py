@@ -12,6 +12,11 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
+def quiet() -> bool:
+    """Whether only warnings and errors are shown (progress lines stay silent too)."""
+    return _quiet
+
+
 def info(message: str) -> None:
     if not _quiet:
         print(f"ci-cache: {message}", file=sys.stderr, flush=True)

@@ -47,6 +47,47 @@ def _tool_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _pulled(tool: str, pull: dict[str, Any]) -> str:
+    report: dict[str, Any] = pull.get("tools", {}).get(tool, {})
+    if not pull:
+        return "nothing pulled"
+    if "skipped" in pull:
+        return f"nothing pulled ({pull['skipped']})"
+    if not report:
+        return "pull failed"
+    text = _moved("pulled", report, report.get("entries_installed", 0), report.get("blobs", 0), "already here")
+    if report.get("missing"):
+        text += f", {len(report['missing'])} not on the remote"
+    return text
+
+
+def _moved(verb: str, report: dict[str, Any], entries: int, blobs: int, present: str) -> str:
+    """`pulled 12 entries (8 blobs, 3.0 MiB) in 1.23s, 4 already here`."""
+    text = f"{verb} {entries} entries ({blobs} blobs, {_size(report.get('bytes', 0))})"
+    text += f" in {report.get('seconds', 0):.2f}s"
+    return text + (f", {report['entries_present']} {present}" if report.get("entries_present") else "")
+
+
+def _pushed(tool: str, remote: dict[str, Any]) -> str:
+    decision = remote.get("push_decision", "")
+    if "push" not in remote:
+        return f"not pushed ({decision})" if decision else "not pushed"
+    report: dict[str, Any] = remote["push"].get(tool, {})
+    if not report:
+        return "nothing new to push"
+    return _moved("pushed", report, report.get("entries_pushed", 0), report.get("blobs_pushed", 0), "already there")
+
+
+def _remote_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(tool, what came from the remote, what went to it), for the tools that travel through one."""
+    remote: dict[str, Any] = summary.get("remote", {})
+    if not remote:
+        return []
+    pull: dict[str, Any] = remote.get("pull", {})
+    tools = sorted(set(pull.get("tools", {})) | set(remote.get("push", {}))) or ["uv"]
+    return [(tool, _pulled(tool, pull), _pushed(tool, remote)) for tool in tools]
+
+
 def _phases(summary: dict[str, Any]) -> str:
     phases: dict[str, float] = summary.get("phases", {})
     return ", ".join(f"{k} {v:.2f}s" for k, v in phases.items())
@@ -66,6 +107,8 @@ def text(summary: dict[str, Any]) -> str:
              f"{summary.get('merge_decision', '')}"]
     for tool, seed_text, merge_text in _tool_rows(summary):
         lines.append(f"  {tool}: seeded {seed_text}; merged {merge_text}")
+    for tool, pulled, pushed in _remote_rows(summary):
+        lines.append(f"  remote ({tool}): {pulled}; {pushed}")
     if summary.get("phases"):
         lines.append(f"  time: {_phases(summary)}")
     retry_line = _retries(summary)
@@ -101,6 +144,10 @@ def markdown(summary: dict[str, Any]) -> str:
         "| --- | --- | --- |",
     ]
     lines += [f"| {_cell(t)} | {_cell(s)} | {_cell(m)} |" for t, s, m in _tool_rows(summary)]
+    remote_rows = _remote_rows(summary)
+    if remote_rows:
+        lines += ["", "| remote | pulled at setup | pushed at finish |", "| --- | --- | --- |"]
+        lines += [f"| {_cell(t)} | {_cell(pl)} | {_cell(ps)} |" for t, pl, ps in remote_rows]
     if summary.get("phases"):
         lines += ["", f"Time: {_phases(summary)}"]
     retry_line = _retries(summary)

@@ -58,4 +58,4 @@ class _Registry(Mapping[str, Command]):
 
 # In the order `ci-cache --help` lists them.
 COMMANDS: Mapping[str, Command] = _Registry(
-    ("run", "setup", "finish", "status", "gc", "verify", "prune", "doctor", "config", "demo", "_shim"))
+    ("run", "setup", "finish", "status", "gc", "verify", "prune", "doctor", "remote", "config", "demo", "_shim"))

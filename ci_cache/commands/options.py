@@ -18,7 +18,9 @@ from ci_cache.config import KeyPath
 from ci_cache.job.context import Context
 from ci_cache.providers import job_identity
 
-JOB_KEYS: tuple[KeyPath, ...] = (("root",), ("mode",), ("tools",), ("merge",), ("strict",))
+JOB_KEYS: tuple[KeyPath, ...] = (("root",), ("mode",), ("tools",), ("merge",), ("strict",), ("remote", "url"),
+                                 ("remote", "endpoint"), ("remote", "push"))
+REMOTE_KEYS: tuple[KeyPath, ...] = (("remote", "url"), ("remote", "endpoint"))
 
 # How each config flag shows in --help: its metavar and what it does. Boolean keys take an optional
 # value: `--strict` alone is true, `--strict=false` false.
@@ -32,6 +34,11 @@ _FLAG_HELP: dict[KeyPath, tuple[str, str]] = {
     ("prune", "max_size"): ("SIZE", "e.g. 20GB (default: prune.max_size)"),
     ("prune", "max_age"): ("DURATION", "e.g. 30d (default: prune.max_age)"),
     ("prune", "uv_ci"): ("BOOL", "use `uv cache prune --ci` (default: prune.uv_ci)"),
+    ("remote", "url"): ("URL", "the fleet cache: s3://BUCKET/PREFIX, az://CONTAINER/PREFIX or gs://BUCKET/PREFIX "
+                        "(default: remote.url; unset: no remote)"),
+    ("remote", "endpoint"): ("URL", "http(s)://HOST[:PORT] of an S3-compatible server, Azurite or a GCS emulator "
+                             "(default: remote.endpoint)"),
+    ("remote", "push"): ("", "which jobs publish to the remote (default: remote.push, else as --merge)"),
 }
 _BOOLEAN_KEYS = {("strict",), ("prune", "uv_ci")}
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ci_cache import osapi
 from ci_cache.config import Config
 from ci_cache.providers import JobIdentity, job_key
 from ci_cache.store import Store
+
+if TYPE_CHECKING:
+    from ci_cache.keyfiles import KeyFiles
 
 # setup's env carries the allocation's token; `finish` only finalises the record that holds the same one.
 # NO_TOKEN says "this setup allocated nothing" (mode off, or it failed): a finish that carries it does
@@ -40,6 +43,11 @@ class Context(NamedTuple):
     def strict(self) -> bool:
         return self.config.strict
 
+    @property
+    def workspace(self) -> Path:
+        """Where the job's files are (its key files are looked for there): the CI's workspace, else the cwd."""
+        return Path(self.identity.workspace) if self.identity.workspace else self.cwd
+
 
 class Allocation:
     """What setup made for the job: its dir, the caches and env its commands get, and its lease (`run`)."""
@@ -50,6 +58,7 @@ class Allocation:
                  phases: dict[str, float] | None = None, lease: osapi.FileLockHandle | None = None) -> None:
         self.job, self.key, self.job_dir, self.mode = job, key, job_dir, mode
         self.pool: dict[str, str] = {}  # tool -> the scope its cache goes back to the pool under (`ci_cache.pool`)
+        self.key_files: KeyFiles | None = None  # what the job's key files name, once read (`seed.key_files`)
         self.env: dict[str, str] = {} if env is None else env
         self.path_prepend: list[str] = [] if path_prepend is None else path_prepend
         self.caches: dict[str, str] = {} if caches is None else caches
@@ -80,7 +89,8 @@ class FinishResult:
     def __init__(self, job: str, key: str, mode: str, status: str, merge_decision: str, *,
                  merged: dict[str, Any] | None = None, seeded: dict[str, Any] | None = None,
                  phases: dict[str, float] | None = None, warnings: list[str] | None = None,
-                 cleanup: dict[str, str] | None = None, restore: dict[str, Any] | None = None) -> None:
+                 cleanup: dict[str, str] | None = None, restore: dict[str, Any] | None = None,
+                 remote: dict[str, Any] | None = None) -> None:
         self.job, self.key, self.mode, self.status, self.merge_decision = job, key, mode, status, merge_decision
         self.merged: dict[str, Any] = {} if merged is None else merged
         self.seeded: dict[str, Any] = {} if seeded is None else seeded
@@ -90,6 +100,7 @@ class FinishResult:
         self.cleanup: dict[str, str] = {} if cleanup is None else cleanup
         # What setup's env changed in the shell, as it was before (`env.previous`); not part of the summary.
         self.restore: dict[str, Any] = {} if restore is None else restore
+        self.remote: dict[str, Any] = {} if remote is None else remote  # the fleet tier: setup's pull, this push
         self.pooled: list[str] = []  # the tools whose cache went to the pool for the next job
 
     def __repr__(self) -> str:
@@ -106,3 +117,17 @@ def effective_mode(ctx: Context) -> tuple[str, str | None]:
         return "isolated", (f"untrusted job ({ctx.identity.trust_reason}): isolated with no merge, instead of "
                             f"{mode}, so that it cannot write to the shared cache")
     return mode, None
+
+
+def write_policy(ctx: Context, key: str, policy: str, status: str, *, needs_trust: bool) -> tuple[bool, str]:
+    """Whether a write policy (`merge`, `remote.push`) lets this job write, by its status and trust; and why.
+
+    `needs_trust`: only a trusted job may write (the policy is `protected`, or one it follows is).
+    """
+    if policy == "never":
+        return False, f"{key}: never"
+    if needs_trust and not ctx.identity.trusted:
+        return False, f"{key}: {policy}, and the job is untrusted ({ctx.identity.trust_reason})"
+    if policy == "success" and status != "success":
+        return False, f"{key}: success, and the job's status is {status}"
+    return True, f"{key}: {policy}"

@@ -1,8 +1,9 @@
-"""A job's two halves, each a pipeline of steps: setup = claim -> seed -> env; finish = merge -> prune -> release.
+"""A job's two halves, each a pipeline of steps: setup = claim -> pull -> seed -> env; finish = merge -> prune
+-> push -> release.
 
-The steps live in their own modules; a step added later (pulling from and pushing to a remote cache)
-goes between two of them here. Each half imports its own steps when it runs: a `setup` process never loads
-the merge, nor a `finish` process the seeding (every module is CPU that every job pays).
+The steps live in their own modules (pull and push, the fleet tier's, in `job/remote.py`). Each half
+imports its own steps when it runs: a `setup` process never loads the merge, nor a `finish` process the
+seeding (every module is CPU that every job pays).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def setup(ctx: Context, *, in_process: bool) -> Allocation:
 
     `in_process`: the caller (run) holds the lease itself; otherwise a detached holder does.
     """
-    from ci_cache.job import env, record, seed
+    from ci_cache.job import env, record, remote, seed
 
     store = ctx.store
     mode, note = effective_mode(ctx)
@@ -45,6 +46,7 @@ def setup(ctx: Context, *, in_process: bool) -> Allocation:
             record.write(ctx, alloc, status="seeding",
                          extra={"holder_pid": holder_pid, "token": token, "dir": str(alloc.job_dir)})
             tools = from_config(ctx.config)
+            remote.pull(ctx, alloc, tools)
             seed.allocate(ctx, alloc, tools)
             env.export(ctx, alloc, tools, token=token, in_process=in_process)
             record.write(ctx, alloc, status="ready", extra={"restore": env.previous(ctx, alloc)})
@@ -88,7 +90,7 @@ def _gc_on_setup(ctx: Context) -> None:
 def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = None,
            token: str | None = None) -> FinishResult:
     """Merge and release the allocation that this job's own setup made, and nothing else (`owner`)."""
-    from ci_cache.job import bound, merge, owner
+    from ci_cache.job import bound, merge, owner, remote
 
     found = owner.owned_record(ctx, held=held, token=token)
     mode = str(found.get("mode", "isolated"))
@@ -102,6 +104,7 @@ def finish(ctx: Context, status: str, *, held: osapi.FileLockHandle | None = Non
         if do_merge:
             merge.merge_all(ctx, result, dict(found.get("caches", {})), job_dir)
             bound.prune_if_over(ctx, result)
+        remote.push(ctx, result, found, status)
         _give_back(ctx, result, found)
         _cleanup(ctx, result, job_dir)
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ci_cache import faults, locks, log
 from ci_cache.errors import CiCacheError, StoreError
-from ci_cache.job.context import Context, FinishResult
+from ci_cache.job.context import Context, FinishResult, write_policy
 from ci_cache.tools import from_config
 from ci_cache.tools.base import MergeRequest
 
@@ -18,13 +18,7 @@ def decision(ctx: Context, mode: str, status: str) -> tuple[bool, str]:
     if mode != "isolated":
         return False, f"mode {mode}: nothing to merge"
     policy = ctx.config.merge
-    if policy == "never":
-        return False, "merge: never"
-    if policy == "success" and status != "success":
-        return False, f"merge: success, and the job's status is {status}"
-    if policy == "protected" and not ctx.identity.trusted:
-        return False, f"merge: protected, and the job is untrusted ({ctx.identity.trust_reason})"
-    return True, f"merge: {policy}"
+    return write_policy(ctx, "merge", policy, status, needs_trust=policy == "protected")
 
 
 def merge_all(ctx: Context, result: FinishResult, caches: Mapping[str, str], job_dir: Path) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ci_cache import faults, fsops, log, pool
 from ci_cache.errors import CiCacheError, StoreError
 from ci_cache.job.context import Allocation, Context
 from ci_cache.tools.base import CacheTool, SeedRequest
+
+if TYPE_CHECKING:
+    from ci_cache.keyfiles import KeyFiles
 
 
 def allocate(ctx: Context, alloc: Allocation, tools: Sequence[CacheTool]) -> None:
@@ -37,18 +40,31 @@ def _allocate_tool(ctx: Context, alloc: Allocation, tool: CacheTool) -> None:
     alloc.env.update(tool.env(cache_dir, windows=ctx.windows, link_mode=link_mode))
 
 
+def key_files(ctx: Context, alloc: Allocation) -> KeyFiles:
+    """What the job's key files name (`keyfiles.for_job`: the configured ones, else those found in its
+    workspace), read once per setup: the remote pull and the seed both ask."""
+    if alloc.key_files is None:
+        from ci_cache import keyfiles
+
+        alloc.key_files = keyfiles.for_job(ctx.config.key_files, ctx.workspace)
+    return alloc.key_files
+
+
+def _scope(ctx: Context, alloc: Allocation) -> frozenset[str] | None:
+    """The packages the seed takes (with their dependencies), or None for the whole cache: when the job's
+    files cannot all be read, and when files found in the workspace (not configured) name none at all."""
+    found = key_files(ctx, alloc)
+    if found.files and found.packages is None:
+        log.info("key files: a file's format is unknown; seeding the whole cache")
+    if not found.packages and not ctx.config.key_files:
+        return None
+    return found.packages
+
+
 def _seed(ctx: Context, alloc: Allocation, tool: CacheTool, cache_dir: Path) -> dict[str, Any]:
     """Seed one tool's job cache: a warm one from the pool refreshed, else a fresh one. On failure the job
     starts cold, never with half a cache."""
-    packages = None
-    if ctx.config.key_files:
-        from ci_cache import keyfiles
-
-        base = Path(ctx.identity.workspace) if ctx.identity.workspace else ctx.cwd
-        found = keyfiles.read(ctx.config.key_files, base)
-        packages = found.packages
-        if found.files and packages is None:
-            log.info("key_files: a file's format is unknown; seeding the whole cache")
+    packages = _scope(ctx, alloc)
     request = SeedRequest(
         shared=ctx.store.shared_cache(tool.name),
         job=cache_dir,

@@ -184,6 +184,19 @@ def _with_account_path(endpoint: str, account: str) -> str:
     return endpoint if parts.path.strip("/") else f"{endpoint.rstrip('/')}/{account}"
 
 
+def _account_of(endpoint: str) -> str | None:
+    """The storage account a blob endpoint names (a SAS connection string may give only the endpoint):
+    `https://ACCOUNT.blob.core.windows.net`, or the first path segment of an emulator's `http://host/ACCOUNT`."""
+    if not endpoint:
+        return None
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    if ".blob." in host:
+        return host.split(".", 1)[0] or None
+    first = parts.path.strip("/").split("/", 1)[0]
+    return first or None
+
+
 def azure(settings: RemoteConfig, loc: RemoteUrl, env: Mapping[str, str]) -> CloudConfig:
     conn = _connection_parts(env.get("AZURE_STORAGE_CONNECTION_STRING", ""))
     lower = {k.lower(): v for k, v in conn.items()}
@@ -196,6 +209,7 @@ def azure(settings: RemoteConfig, loc: RemoteUrl, env: Mapping[str, str]) -> Clo
     sas = lower.get("sharedaccesssignature") or env.get("AZURE_STORAGE_SAS_TOKEN") or env.get("AZURE_STORAGE_SAS_KEY")
     if emulator:
         account, key = account or AZURITE_ACCOUNT, key or AZURITE_KEY
+    account = account or _account_of(lower.get("blobendpoint") or settings.endpoint or "")
     if not account:
         raise RemoteError(f"{loc}: no Azure storage account is named", kind="config",
                           hint=f"set {CREDENTIAL_VARS['az']}")

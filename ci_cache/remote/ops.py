@@ -32,6 +32,8 @@ class Status:
     blobs: int = 0
     blob_bytes: int = 0
     entries: dict[str, int] = field(default_factory=dict)
+    # By a namespace's first segment: the tool and its cache's versions (uv: `uv-wheels-v7-archive-v0`).
+    entries_by_version: dict[str, int] = field(default_factory=dict)
     entry_bytes: int = 0
     used_marks: int = 0
     used_days: list[str] = field(default_factory=list)
@@ -73,6 +75,7 @@ async def status(cas: Cas) -> Status:
     result.blobs = len(listing.blobs)
     result.blob_bytes = sum(m.size for m in listing.blobs.values())
     result.entries = dict(sorted(Counter(ns for ns, _ in listing.entries).items()))
+    result.entries_by_version = dict(sorted(Counter(ns.split("/", 1)[0] for ns, _ in listing.entries).items()))
     result.entry_bytes = sum(m.size for m in listing.entries.values())
     result.used_marks = len(listing.marks)
     result.used_days = sorted({day.isoformat() for _, day in listing.marks})
@@ -86,8 +89,11 @@ class VerifyReport:
     entries: int = 0
     blobs_referenced: int = 0
     blobs_hashed: int = 0
-    unreferenced_blobs: int = 0
+    unreferenced_blobs: int = 0  # garbage (an interrupted push), not a problem: `remote gc` reclaims it
     problems: list[str] = field(default_factory=list)
+    broken_entries: list[str] = field(default_factory=list)  # entry keys: unreadable, or naming a bad blob
+    bad_blobs: list[str] = field(default_factory=list)  # blob keys whose bytes do not match their name
+    fixed: list[str] = field(default_factory=list)  # what `fix` deleted
 
     @property
     def ok(self) -> bool:
@@ -116,19 +122,23 @@ async def verify(cas: Cas, *, sample: int | None = None, concurrency: int = 16,
     report = VerifyReport(where=cas.store.where, entries=len(listing.entries))
     entries = await _read_entries(cas, listing.entries, concurrency=concurrency)
     referenced: dict[str, BlobRef] = {}
-    for (namespace, key), entry in sorted(entries.items()):
+    users: dict[str, list[EntryId]] = {}
+    for entry_id, entry in sorted(entries.items()):
+        namespace, key = entry_id
         if isinstance(entry, RemoteError):
             report.problems.append(f"entry {namespace}/{key}: {entry.message}")
+            report.broken_entries.append(listing.entries[entry_id].key)
             continue
         for role, ref in sorted(entry.blobs.items()):
             meta = listing.blobs.get(ref.digest)
-            if meta is None:
-                report.problems.append(f"entry {namespace}/{key}: its {role} blob {ref.digest} is missing")
-            elif meta.size != ref.size:
-                report.problems.append(f"entry {namespace}/{key}: its {role} blob {ref.digest} has {meta.size} bytes, "
-                                       f"not {ref.size}")
+            problem = f"its {role} blob {ref.digest} is missing" if meta is None else \
+                f"its {role} blob {ref.digest} has {meta.size} bytes, not {ref.size}" if meta.size != ref.size else None
+            if problem:
+                report.problems.append(f"entry {namespace}/{key}: {problem}")
+                report.broken_entries.append(listing.entries[entry_id].key)
             else:
                 referenced[ref.digest] = ref
+                users.setdefault(ref.digest, []).append(entry_id)
     report.blobs_referenced = len(referenced)
     report.unreferenced_blobs = len(set(listing.blobs) - set(referenced))
     to_hash = sorted(referenced)
@@ -144,9 +154,26 @@ async def verify(cas: Cas, *, sample: int | None = None, concurrency: int = 16,
         batch = await run_all(to_hash, check, concurrency=concurrency, budget=Budget(None, what="verify"),
                               where=cas.store.where)
     for outcome in batch.outcomes:
-        if outcome.error is not None:
-            report.problems.append(f"blob {outcome.item}: {outcome.error.message}")
+        if outcome.error is None:
+            continue
+        if outcome.error.kind not in ("corrupt", "garbage", "not_found"):
+            raise outcome.error  # the remote itself failed: no verdict on this blob
+        report.problems.append(f"blob {outcome.item}: {outcome.error.message}")
+        if outcome.error.kind != "not_found":  # deleted meanwhile: its entries are only misses now
+            report.bad_blobs.append(layout.blob_key(outcome.item))
+        report.broken_entries += [listing.entries[i].key for i in users.get(outcome.item, [])]
     report.blobs_hashed = len(batch.succeeded)
+    report.broken_entries = sorted(set(report.broken_entries))
+    return report
+
+
+async def fix(cas: Cas, report: VerifyReport, *, concurrency: int = 16) -> VerifyReport:
+    """Delete what `verify` found broken: the entries first (a reader then misses, never fetches a bad
+    blob), then the corrupt blobs, so that the next push of the same content publishes it again (a write
+    never overwrites, so a damaged blob would otherwise stay for good). Needs the gc credential."""
+    await _delete(cas, report.broken_entries, False, concurrency)
+    await _delete(cas, report.bad_blobs, False, concurrency)
+    report.fixed = [*report.broken_entries, *report.bad_blobs]
     return report
 
 

@@ -9,6 +9,9 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+# (label, items, bytes or None) -> a Progress, for the phases that move bytes.
+ProgressFactory = Callable[[str, int, int | None], "Progress"]
+
 
 def human_bytes(count: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
@@ -71,3 +74,15 @@ class Progress:
         else:
             self._stream.write(self.line() + "\n")
         self._stream.flush()
+
+
+def on(stream: TextIO, *, quiet: bool = False) -> ProgressFactory | None:
+    """Progress lines on `stream` (a terminal gets a live line); None when the user asked for quiet."""
+    if quiet:
+        return None
+    tty = stream.isatty()
+
+    def make(label: str, total: int, total_bytes: int | None) -> Progress:
+        return Progress(label, total=total, total_bytes=total_bytes, stream=stream, tty=tty)
+
+    return make

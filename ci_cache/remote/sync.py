@@ -14,66 +14,32 @@ import hashlib
 import os
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ci_cache import fsops
-from ci_cache.errors import RemoteError
+from ci_cache.errors import LockTimeout, RemoteError
 from ci_cache.remote import layout
 from ci_cache.remote.budget import Budget
 from ci_cache.remote.cas import Cas
 from ci_cache.remote.layout import BlobRef, Entry
 from ci_cache.remote.objectstore import ObjectStore
-from ci_cache.remote.progress import Progress
+from ci_cache.remote.progress import ProgressFactory
+from ci_cache.remote.reports import PullReport, PushReport
 from ci_cache.remote.transfer import Batch, run_all
-from ci_cache.tools.base import PRESENT, EntryId, Export, Pulled, RemoteCodec, Wanted
+from ci_cache.tools.base import PRESENT, EntryId, Export, ImportStats, Pulled, PullSession, RemoteCodec, Wanted
 
-# (label, items, bytes or None) -> a Progress, for the phases that move bytes.
-ProgressFactory = Callable[[str, int, int | None], Progress]
+# Held around an install into the cache, given the seconds it may wait (ci-cache's writer lock).
+Guard = Callable[[float], AbstractContextManager[object]]
 # Above this many entries to push, one LIST per namespace root beats a HEAD per entry.
 _LIST_INSTEAD_OF_HEAD = 32
 # Packing holds a whole archive in memory: only this many at once.
 _PACKING = 4
-
-
-@dataclass
-class PullReport:
-    lookups: int = 0  # namespaces listed
-    entries_read: int = 0
-    entries_installed: int = 0
-    entries_present: int = 0  # the cache had them already
-    entries_skipped: list[str] = field(default_factory=list)  # another platform, unusable, ...
-    missing: list[str] = field(default_factory=list)  # wanted, and nowhere on the remote
-    blobs: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["entries_skipped"] = self.entries_skipped[:50]
-        data["missing"] = self.missing[:50]
-        return data
-
-
-@dataclass
-class PushReport:
-    entries: int = 0  # entries the cache offered
-    entries_pushed: int = 0
-    entries_present: int = 0  # the remote had them (or another agent published them meanwhile)
-    blobs_pushed: int = 0
-    blobs_present: int = 0
-    bytes: int = 0  # uploaded
-    seconds: float = 0.0
-    skipped: list[str] = field(default_factory=list)  # what cannot be shared, and why
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["skipped"] = self.skipped[:50]
-        return data
+# Blobs above this size are looked for (HEAD) before they are uploaded.
+_ASK_FIRST = 8 << 20
 
 
 class _Errors:
@@ -124,16 +90,26 @@ async def _list(store: ObjectStore, budget: Budget, namespaces: Sequence[str], c
 
 async def pull(store: ObjectStore, codec: RemoteCodec, cache: Path, wanted: Wanted, budget: Budget, *,
                concurrency: int = 16, max_blob_size: int = 2 << 30, progress: ProgressFactory | None = None,
-               strict: bool = False, mark_used: bool = True) -> PullReport:
+               strict: bool = False, mark_used: bool = True, staging: Path | None = None,
+               guard: Guard | None = None, planned: tuple[PullSession, Sequence[str]] | None = None) -> PullReport:
     """Fetch what `wanted` names and `cache` lacks, verify it and install it into `cache`.
 
-    The caller holds ci-cache's writer lock for `cache`. `mark_used` records each entry read as used
-    today (GC keeps used entries); a read-only credential's refusal of that is not a warning.
+    Blobs land in `staging` (a folder made and deleted here; default: a temp folder inside `cache`).
+    `guard(timeout)` is held around each install into `cache` (ci-cache's writer lock, taken within what
+    is left of the budget); without it, the caller holds that lock for the whole pull. `mark_used`
+    records each entry read as used today (GC keeps used entries); a read-only credential's refusal of
+    that is not a warning. `planned`: the session the caller made and its first `lookups()` (a caller that
+    finds nothing to look up need not start a pull at all).
     """
     puller = _Puller(Cas(store, max_blob_size=max_blob_size), budget, concurrency, progress)
+    puller.cache = cache
+    puller.staging_path = staging
+    session, first = planned or _plan(codec, cache, wanted)
     try:
-        await puller.run(codec, cache, wanted, mark_used=mark_used)
+        await puller.run(session, first, mark_used=mark_used, guard=guard)
     finally:
+        # A blob still being prepared when the budget ran out finishes first: its folder goes with the rest.
+        puller.preparing.shutdown(wait=True, cancel_futures=True)
         if puller.staging is not None:
             fsops.rmtree(puller.staging)
     puller.report.warnings.extend(puller.errors.lines())
@@ -141,6 +117,11 @@ async def pull(store: ObjectStore, codec: RemoteCodec, cache: Path, wanted: Want
     if strict:
         puller.errors.raise_first()
     return puller.report
+
+
+def _plan(codec: RemoteCodec, cache: Path, wanted: Wanted) -> tuple[PullSession, list[str]]:
+    session = codec.pull_session(cache, wanted)
+    return session, session.lookups()
 
 
 class _Puller:
@@ -154,13 +135,17 @@ class _Puller:
         self.progress = progress
         self.errors = _Errors()
         self.report = PullReport()
-        self.staging: Path | None = None
+        self.cache = Path()
+        self.staging_path: Path | None = None
+        self.staging: Path | None = None  # set once made
+        # Preparing blobs is CPU work (unpacking): one thread per core, beside the downloads.
+        self.preparing = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+                                            thread_name_prefix="ci-cache-prepare")
 
-    async def run(self, codec: RemoteCodec, cache: Path, wanted: Wanted, *, mark_used: bool) -> None:
+    async def run(self, session: PullSession, first: Sequence[str], *, mark_used: bool, guard: Guard | None) -> None:
         report = self.report
-        session = codec.pull_session(cache, wanted)
         report.warnings.extend(session.notes())
-        namespaces = session.lookups()
+        namespaces = list(first)
         while namespaces and not self.budget.expired:
             report.lookups += len(namespaces)
             chosen = session.choose(await _list(self.store, self.budget, namespaces, self.concurrency, self.errors))
@@ -179,36 +164,60 @@ class _Puller:
                     session.present(entry)
                 else:
                     report.entries_skipped.append(f"{entry.namespace}/{entry.key}: {verdict}")
-            pulled = await self._fetch_blobs(cache, take)
-            stats = session.install(pulled)
+            # The used marks go up while the blobs come down: neither waits for the other.
+            marking = asyncio.ensure_future(_mark_used(self.cas, entries, self.budget, self.concurrency)) \
+                if mark_used and entries else None
+            try:
+                pulled = await self._fetch_blobs(session, take)
+                stats = self._install(session, pulled, guard)
+            finally:
+                if marking is not None:
+                    await marking  # bounded by the budget; a refused mark is no error
+            if stats is None:
+                break
             report.entries_installed += stats.entries
             report.entries_present += stats.kept_existing
             report.entries_skipped.extend(stats.skipped)
             installed_ids = set(stats.installed)
-            if mark_used and entries:
-                await _mark_used(self.cas, entries, self.budget, self.concurrency)
             namespaces = session.next_round([p.entry for p in pulled
                                              if (p.entry.namespace, p.entry.key) in installed_ids])
         if namespaces and self.budget.expired:
             self.errors.add(self.budget.exceeded(self.store.where))
         report.missing = session.unmet()
 
-    async def _fetch_blobs(self, cache: Path, take: list[Entry]) -> list[Pulled]:
-        """Every blob the entries name, downloaded once each and verified; the entries whose blobs all came."""
+    def _install(self, session: PullSession, pulled: list[Pulled], guard: Guard | None) -> ImportStats | None:
+        """Install under the guard; None (and an error) when the guard could not be had in time."""
+        if not pulled or guard is None:
+            return session.install(pulled)
+        try:
+            with guard(max(1.0, self.budget.remaining() or 0.0)):
+                return session.install(pulled)
+        except LockTimeout as exc:
+            self.errors.add(RemoteError(f"{len(pulled)} pulled entr{'y' if len(pulled) == 1 else 'ies'} not "
+                                        f"installed: {exc.message}", kind="timeout", hint=exc.hint))
+            return None
+
+    async def _fetch_blobs(self, session: PullSession, take: list[Entry]) -> list[Pulled]:
+        """Every blob the entries name, downloaded once each, verified and prepared (`PullSession.prepare`);
+        the entries whose blobs all came."""
         refs: dict[str, BlobRef] = {}
+        roles: dict[str, str] = {}
         for entry in take:
-            for ref in entry.blobs.values():
+            for role, ref in entry.blobs.items():
                 refs[ref.digest] = ref
+                roles.setdefault(ref.digest, role)
         if not refs:
             return [Pulled(e, {}) for e in take]
         if self.staging is None:
-            self.staging = cache / f"{fsops.TEMP_PREFIX}pull-{os.getpid()}-{random.getrandbits(32):08x}"
+            self.staging = self.staging_path or \
+                self.cache / f"{fsops.TEMP_PREFIX}pull-{os.getpid()}-{random.getrandbits(32):08x}"
             fsops.makedirs(self.staging)
         staging = self.staging
         bar = self.progress("pulling", len(refs), sum(r.size for r in refs.values())) if self.progress else None
 
         async def fetch(digest: str) -> int:
             await self.cas.get_blob_to(refs[digest], staging / digest)
+            await asyncio.wrap_future(self.preparing.submit(session.prepare, staging / digest, roles[digest]))
             return refs[digest].size
 
         batch = await run_all(sorted(refs), fetch, concurrency=self.concurrency, budget=self.budget,
@@ -237,11 +246,18 @@ async def _mark_used(cas: Cas, entries: list[Entry], budget: Budget, concurrency
 async def push(store: ObjectStore, codec: RemoteCodec, cache: Path, groups: Sequence[str] | None, budget: Budget, *,
                concurrency: int = 16, max_blob_size: int = 2 << 30, progress: ProgressFactory | None = None,
                strict: bool = False) -> PushReport:
-    """Publish the entries of `groups` (cache-relative, as a merge reports them; None: the whole cache)
+    """Publish the entries of `groups` (cache-relative, as `codec.groups` names them; None: the whole cache)
     that the remote lacks: blobs before their entry, every write create-if-absent.
 
-    The caller holds ci-cache's writer lock for `cache`, so nothing it exports changes meanwhile.
+    The codec's `hold` keeps what is packed from being deleted meanwhile (archives never change once in).
     """
+    with codec.hold(cache, timeout=max(1.0, budget.remaining() or 0.0)):
+        return await _push(store, codec, cache, groups, budget, concurrency=concurrency,
+                           max_blob_size=max_blob_size, progress=progress, strict=strict)
+
+
+async def _push(store: ObjectStore, codec: RemoteCodec, cache: Path, groups: Sequence[str] | None, budget: Budget, *,
+                concurrency: int, max_blob_size: int, progress: ProgressFactory | None, strict: bool) -> PushReport:
     report = PushReport()
     errors = _Errors()
     cas = Cas(store, max_blob_size=max_blob_size)
@@ -269,16 +285,24 @@ async def push(store: ObjectStore, codec: RemoteCodec, cache: Path, groups: Sequ
             await task
         return ref
 
+    async def present(item: Export) -> str:
+        await _best_effort(cas.mark_used(item.namespace, item.key, _today().date()))
+        return "present"
+
     async def one(item: Export) -> str:
-        if existing is not None:
-            there = (item.namespace, item.key) in existing
-        else:
-            there = await store.head(layout.entry_key(item.namespace, item.key)) is not None
-        if there:
-            await _best_effort(cas.mark_used(item.namespace, item.key, _today().date()))
-            return "present"
+        if existing is not None and (item.namespace, item.key) in existing:
+            return await present(item)
+        # What is pushed is mostly new (the job added it): it is packed while the remote is asked whether it
+        # has the entry. Nothing is sent before the answer: a job that pulled nothing (no key files) has much
+        # locally new that the fleet already holds.
         async with packing:
-            built = await asyncio.to_thread(item.build)
+            building = asyncio.ensure_future(asyncio.to_thread(item.build))
+            try:
+                there = existing is None and await store.head(layout.entry_key(item.namespace, item.key)) is not None
+            finally:
+                built = await building
+            if there:
+                return await present(item)
             refs = {role: await put_blob(data) for role, data in built.blobs.items()}
         entry = Entry(item.namespace, item.key, refs, files=dict(built.files), meta=dict(built.meta))
         return "pushed" if await cas.put_entry(entry) else "present"
@@ -303,9 +327,10 @@ def _sha256(data: bytes) -> str:
 
 
 async def _publish_blob(cas: Cas, data: bytes) -> bool:
-    """Create the blob unless the remote has it (a HEAD first spares uploading what is there)."""
-    digest = _sha256(data)
-    if await cas.has_blob(digest):
+    """Create the blob unless the remote has it. A big blob is asked about first (a HEAD spares uploading
+    what is there); a small one is sent at once, create-if-absent: a round trip costs more than sending it
+    again in the rare case that another entry already brought the same bytes."""
+    if len(data) > _ASK_FIRST and await cas.has_blob(_sha256(data)):
         return False
     _ref, created = await cas.put_blob(data)
     return created

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -204,6 +205,11 @@ class PullSession(Protocol):
         """The cache already had this entry (`accept` said PRESENT): what it stands for is met."""
         ...
 
+    def prepare(self, blob: Path, role: str) -> None:
+        """Work on one verified blob that need not wait for the install (uv: unpack an archive beside it),
+        in a worker thread while the other blobs still download. Nothing in the cache changes here."""
+        ...
+
     def install(self, pulled: Sequence[Pulled]) -> ImportStats:
         """Install verified entries into the cache. The caller holds ci-cache's writer lock."""
         ...
@@ -229,6 +235,16 @@ class RemoteCodec(Protocol):
 
     def exports(self, cache: Path, groups: Sequence[str] | None) -> ExportPlan:
         """Entries for the given cache-relative groups (what a merge added), or for everything (None)."""
+        ...
+
+    def groups(self, cache: Path) -> list[str]:
+        """Every group of the cache, as `exports` takes them, from directory listings alone (no file is
+        opened): two calls, before and after a job, say what the job added."""
+        ...
+
+    def hold(self, cache: Path, *, timeout: float) -> AbstractContextManager[object]:
+        """Keep what the cache holds from being deleted while its entries are packed (uv: its own root
+        lock, shared, so that a `uv cache clean` or `prune` waits), for at most `timeout` seconds of waiting."""
         ...
 
 

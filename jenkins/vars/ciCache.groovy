@@ -130,7 +130,7 @@ def runCli(boolean unix, List<String> argv, String what) {
 @NonCPS
 String optionProblem(Map opts) {
     List<String> known = ['mode', 'tools', 'config', 'merge', 'strict', 'root', 'job', 'debug',
-                          'executable', 'python', 'install']
+                          'executable', 'python', 'install', 'remoteUrl', 'remoteEndpoint', 'remotePush']
     for (Object key : (opts ?: [:]).keySet()) {
         if (!known.contains(key.toString())) {
             return "ciCache: unknown option '${key}'. Known options: ${known.join(', ')}.".toString()
@@ -165,9 +165,10 @@ List<String> baseCommand(Map o) {
 @NonCPS
 List<String> cliFlags(Map o, String job) {
     List<String> flags = []
-    for (String key : ['config', 'root', 'mode', 'merge']) {
+    // Each option is the CLI flag of the same name (remoteUrl: --remote-url).
+    for (String key : ['config', 'root', 'mode', 'merge', 'remoteUrl', 'remoteEndpoint', 'remotePush']) {
         if (o[key] != null) {
-            flags << "--${key}".toString()
+            flags << "--${key.replaceAll(/[A-Z]/) { String c -> '-' + c.toLowerCase() }}".toString()
             flags << o[key].toString()
         }
     }

@@ -192,6 +192,9 @@ describe('main step', { skip: POSIX_ONLY }, () => {
       merge: 'protected',
       job: 'my job',
       strict: 'true',
+      'remote-url': 's3://fleet/team',
+      'remote-endpoint': 'https://minio.example:9000',
+      'remote-push': 'protected',
       args: `--root "${runner.root}/the root" --debug`,
     });
     const result = runner.step('main', env);
@@ -202,7 +205,8 @@ describe('main step', { skip: POSIX_ONLY }, () => {
     assert.deepEqual(setups[0].argv, [
       'setup', '--format', 'github',
       '--config', config, '--job', 'my job', '--mode', 'isolated', '--tools', 'uv,temp',
-      '--merge', 'protected', '--strict', '--root', `${runner.root}/the root`, '--debug',
+      '--merge', 'protected', '--remote-url', 's3://fleet/team', '--remote-endpoint', 'https://minio.example:9000',
+      '--remote-push', 'protected', '--strict', '--root', `${runner.root}/the root`, '--debug',
     ]);
     assert.match(result.stderr, /stub: setting up/, 'setup\'s stderr reaches the log');
 

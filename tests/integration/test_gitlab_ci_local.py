@@ -79,7 +79,7 @@ def _load_all(path: Path) -> list[Any]:
     return list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_GitlabLoader))
 
 
-SETTING_INPUTS = ("mode", "tools", "config", "merge", "strict")
+SETTING_INPUTS = ("mode", "tools", "config", "merge", "strict", "remote-url", "remote-endpoint", "remote-push")
 
 
 def test_one_template_file_has_inputs_for_every_setting() -> None:
@@ -106,7 +106,7 @@ def test_one_template_file_has_inputs_for_every_setting() -> None:
     # is on PATH: only stage has a value.
     assert {k for k, v in inputs.items() if v["default"] != ""} == {"stage"}
     # A free-form input cannot hold a quote that would end the script's quoted flag.
-    for name in ("tools", "config", "install"):
+    for name in ("tools", "config", "install", "remote-url", "remote-endpoint"):
         assert re.fullmatch(inputs[name]["regex"], "") and not re.search(inputs[name]["regex"], "it's")
 
 

@@ -28,6 +28,7 @@ CASES = [
     "sh: finish gets the build result and an abort as Jenkins words them",
     "sh: two blocks at once (parallel branches of one build) get two allocations",
     "sh: options map to CLI flags (python -m ci_cache, job)",
+    "the remote options map to the CLI flags of the same name",
     "bat: a Windows agent runs the CLI through bat with Windows quoting",
     "bat: quoting round-trips any argument through the cmd and C runtime model",
     "missing ci-cache gives a clear error and runs neither the block nor finish",

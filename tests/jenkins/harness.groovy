@@ -321,6 +321,18 @@ cases['sh: options map to CLI flags (python -m ci_cache, job)'] = {
         "'--merge' 'never' '--tools' 'uv,temp' '--job' 'nightly-7'"
 }
 
+cases['the remote options map to the CLI flags of the same name'] = {
+    def (FakePipeline p, Script step) = newPipeline()
+    step.call(python: python, remoteUrl: 's3://fleet/team', remoteEndpoint: 'https://minio.invalid:9000',
+              remotePush: 'never', job: 'fleet-1') { }
+    String py = "'" + python + "'"
+    String flags = "'--remote-url' 's3://fleet/team' '--remote-endpoint' 'https://minio.invalid:9000' " +
+        "'--remote-push' 'never' '--job' 'fleet-1'"
+    assert p.stepsOf('sh')[0].script == "${py} '-m' 'ci_cache' 'setup' '--format' 'json' " + flags
+    assert p.stepsOf('sh')[-1].script == "${py} '-m' 'ci_cache' 'finish' '--status' 'SUCCESS' " + flags
+    assert p.stepsOf('sh').every { it.status == 0 }
+}
+
 cases['bat: a Windows agent runs the CLI through bat with Windows quoting'] = {
     // Paths and a job id full of what cmd and the C runtime treat specially.
     File bin = new File(work, 'bin & tools (x86) 100%')

@@ -22,7 +22,8 @@ from ci_cache.remote import layout, ops
 from ci_cache.remote.budget import Budget, run
 from ci_cache.remote.cas import Cas
 from ci_cache.remote.obstore_store import ObstoreStore, open_store
-from ci_cache.remote.sync import PullReport, PushReport, pull, push
+from ci_cache.remote.reports import PullReport, PushReport
+from ci_cache.remote.sync import pull, push
 from ci_cache.tools.base import Wanted
 from ci_cache.tools.uv import UvTool
 from ci_cache.tools.uv.remote import UvRemote

@@ -50,8 +50,8 @@ def root_env(tmp_path: Path, **more: str) -> dict[str, str]:
 def test_every_command_module_is_registered_under_its_own_name() -> None:
     modules = {p.stem for p in COMMANDS_DIR.glob("*.py")} - {"__init__", "options"}
     assert {name.lstrip("_") for name in COMMANDS} == modules
-    assert list(COMMANDS) == ["run", "setup", "finish", "status", "gc", "verify", "prune", "doctor", "config",
-                              "demo", "_shim"]
+    assert list(COMMANDS) == ["run", "setup", "finish", "status", "gc", "verify", "prune", "doctor", "remote",
+                              "config", "demo", "_shim"]
 
 
 def test_the_help_lists_every_command_but_the_hidden_shim(capsys: pytest.CaptureFixture[str]) -> None:
@@ -92,6 +92,8 @@ def test_every_config_flag_is_offered_by_a_command_and_all_by_config() -> None:
 ENV_VALUES: dict[config.KeyPath, str] = {
     ("root",): "/env/root", ("mode",): "isolated", ("tools",): "pip", ("merge",): "success", ("strict",): "false",
     ("gc", "grace"): "5m", ("prune", "max_size"): "1GB", ("prune", "max_age"): "1d", ("prune", "uv_ci"): "false",
+    ("remote", "url"): "s3://env-bucket/ci", ("remote", "endpoint"): "https://env.example:9000",
+    ("remote", "push"): "never",
 }
 FLAG_VALUES: dict[config.KeyPath, tuple[str, object]] = {
     ("root",): ("/somewhere/root", "/somewhere/root"),
@@ -103,6 +105,9 @@ FLAG_VALUES: dict[config.KeyPath, tuple[str, object]] = {
     ("prune", "max_size"): ("2GB", 2 * 1000**3),
     ("prune", "max_age"): ("30d", 30 * 86400.0),
     ("prune", "uv_ci"): ("true", True),
+    ("remote", "url"): ("az://flag-container/team", "az://flag-container/team"),
+    ("remote", "endpoint"): ("https://flag.example:9000/", "https://flag.example:9000"),
+    ("remote", "push"): ("protected", "protected"),
 }
 
 

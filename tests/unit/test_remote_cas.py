@@ -284,3 +284,39 @@ def test_fast_work_prints_nothing() -> None:
     progress.finish()
     assert out.getvalue() == ""
     assert human_bytes(999) == "999 B" and human_bytes(1500) == "1.5 KB" and human_bytes(2e12) == "2000.0 GB"
+
+
+def test_verify_fix_deletes_broken_entries_then_corrupt_blobs_so_the_content_can_be_published_again() -> None:
+    cas = _cas()
+    refs = _populate(cas)
+    run(lambda: _overwrite(cas, layout.blob_key(refs["c"].digest), b"blob C"))
+    run(lambda: cas.store.delete(layout.blob_key(refs["b"].digest)))
+    report = run(lambda: ops.verify(cas))
+    assert report.bad_blobs == [layout.blob_key(refs["c"].digest)]
+    assert report.broken_entries == [layout.entry_key("uv/w5", "b"), layout.entry_key("uv/w5", "c")]
+    fixed = run(lambda: ops.fix(cas, report))
+    assert fixed.fixed == [*report.broken_entries, *report.bad_blobs]
+    assert run(lambda: ops.verify(cas)).ok
+    # A push of the same content creates the blob again, whole.
+    ref, created = run(lambda: cas.put_blob(b"blob c"))
+    assert created and ref == refs["c"]
+    assert run(lambda: cas.get_blob(ref)) == b"blob c"
+
+
+def test_verify_gives_no_verdict_when_the_remote_fails_midway() -> None:
+    cas = _cas()
+    refs = _populate(cas)
+
+    async def refuse(key: str, path: object, *, max_size: int) -> tuple[int, str]:
+        raise RemoteError(f"remote get {key}: unreachable", kind="unreachable")
+
+    cas.store.get_to = refuse  # type: ignore[method-assign]
+    with pytest.raises(RemoteError, match="unreachable"):
+        run(lambda: ops.verify(cas))
+    assert refs
+
+
+def test_status_counts_entries_by_tool_and_cache_version() -> None:
+    cas = _cas()
+    _populate(cas)
+    assert run(lambda: ops.status(cas)).entries_by_version == {"uv": 4}

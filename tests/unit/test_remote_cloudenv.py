@@ -148,3 +148,15 @@ def test_every_scheme_opens_without_a_request() -> None:
         assert settings.location is not None
         store = open_store(settings, envs[settings.location.scheme], request_timeout=5)
         assert store.where.startswith(f"{settings.location}")
+
+
+def test_a_sas_connection_string_names_its_account_by_its_endpoint() -> None:
+    conn = "BlobEndpoint=https://acct7.blob.core.windows.net/;SharedAccessSignature=sv=2022&sig=c2lnbmF0dXJl"
+    cfg = cloudenv.resolve(AZ, {"AZURE_STORAGE_CONNECTION_STRING": conn})
+    assert cfg.options["account_name"] == "acct7" and cfg.options["sas_key"] == "sv=2022&sig=c2lnbmF0dXJl"
+    emulator = cloudenv.resolve(AZ, {"AZURE_STORAGE_CONNECTION_STRING": "BlobEndpoint=http://127.0.0.1:1/dev9;"
+                                     "SharedAccessSignature=sv=1&sig=abcd"})
+    assert emulator.options["account_name"] == "dev9"
+    with pytest.raises(RemoteError, match="no Azure storage account"):
+        cloudenv.resolve(AZ, {"AZURE_STORAGE_CONNECTION_STRING": "BlobEndpoint=http://127.0.0.1:1/;"
+                              "SharedAccessSignature=sv=1&sig=abcd"})

@@ -107,3 +107,38 @@ def test_markdown_keeps_pipes_in_messages_from_breaking_the_table() -> None:
     data = finished(merged={"uv": {"failed": "a | b"}}, seeded={})
     row = next(line for line in summary.markdown(data).splitlines() if line.startswith("| uv"))
     assert row.count(" | ") == 2
+
+
+REMOTE = {
+    "pull": {"key_files": ["/w/uv.lock"], "tools": {"uv": {
+        "entries_installed": 12, "blobs": 8, "bytes": 3 * 1024**2, "seconds": 1.234, "entries_present": 4,
+        "missing": ["demo-x: no entry on the remote"], "warnings": []}}},
+    "push_decision": "remote.push: always",
+    "push": {"uv": {"entries_pushed": 2, "blobs_pushed": 1, "bytes": 2048, "seconds": 0.4, "entries_present": 1}},
+}
+
+
+def test_the_summary_says_what_came_from_the_remote_and_what_went_to_it() -> None:
+    data = finished(remote=REMOTE)
+    line = next(x for x in summary.text(data).splitlines() if x.strip().startswith("remote (uv)"))
+    assert ("pulled 12 entries (8 blobs, 3.0 MiB) in 1.23s, 4 already here, 1 not on the remote; pushed 2 entries "
+            "(1 blobs, 2.0 KiB) in 0.40s, 1 already there") in line
+    md = summary.markdown(data)
+    assert "| remote | pulled at setup | pushed at finish |" in md
+    assert "| uv | pulled 12 entries" in md
+
+
+@pytest.mark.parametrize(("remote", "shown"), [
+    ({"pull": {"skipped": "no lock, requirements or pyproject file in /w names a package"},
+      "push_decision": "remote.push: never"},
+     "nothing pulled (no lock, requirements or pyproject file in /w names a package); not pushed (remote.push: never)"),
+    ({"pull": {"tools": {}}, "push_decision": "remote.push: always", "push": {}}, "pull failed; nothing new to push"),
+    ({"pull": {"tools": {}}, "push_decision": "remote.push: success, and the job's status is failure"},
+     "pull failed; not pushed (remote.push: success, and the job's status is failure)"),
+])
+def test_the_remote_line_says_why_nothing_moved(remote: dict[str, Any], shown: str) -> None:
+    assert f"remote (uv): {shown}" in summary.text(finished(remote=remote))
+
+
+def test_no_remote_no_remote_line() -> None:
+    assert "remote" not in summary.text(finished()) and "remote" not in summary.markdown(finished())

@@ -22,9 +22,10 @@ from ci_cache.remote.layout import BlobRef, Entry
 from ci_cache.remote.objectstore import ObjectMeta
 from ci_cache.remote.obstore_store import ObstoreStore
 from ci_cache.remote.progress import Progress
+from ci_cache.remote.reports import PullReport, PushReport
 from ci_cache.remote.scrub import Scrubber
-from ci_cache.remote.sync import PullReport, PushReport, pull, push
-from ci_cache.tools.base import Wanted
+from ci_cache.remote.sync import pull, push
+from ci_cache.tools.base import Pulled, Wanted
 from ci_cache.tools.generic import GenericTool, TempTool
 from ci_cache.tools.uv import UvTool, remote_import
 from ci_cache.tools.uv import remote_names as names
@@ -510,3 +511,29 @@ def test_the_by_name_closure_leaves_extras_out(tmp_path: Path) -> None:
     pulled = do_pull(store, b, Wanted(unpinned=frozenset({"demo-alpha"})))
     assert pulled.entries_installed == 2 and not (b / WHEELS / "demo-test").exists()
     assert pulled.missing == []  # demo-win (another platform's dependency) is not the job's own request
+
+
+def test_archives_are_unpacked_while_blobs_download_then_moved_in_whole(tmp_path: Path) -> None:
+    from ci_cache.remote import archive
+
+    a = agent_a(tmp_path)
+    blob = tmp_path / "staging" / "blob"
+    blob.parent.mkdir()
+    blob.write_bytes(archive.pack_bytes(a / "archive-v0" / "AlphaArchive0001")[0])
+    prepared = remote_import.unpack_beside(blob)
+    assert prepared is not None and prepared.folder.is_dir() and prepared.packed.files > 0
+    plan = Exporter(a).run([f"{WHEELS}/demo-alpha/1.0.0-py3-none-any"])
+    built = plan.items[0].build()
+    entry = Entry(plan.items[0].namespace, plan.items[0].key, {"archive": BlobRef("0" * 64, 1)},
+                  files=dict(built.files), meta=dict(built.meta))
+    b = tmp_path / "b"
+    inode = os.stat(prepared.folder).st_ino
+    stats = remote_import.Installer(b, BUCKETS, prepared={blob: prepared}).run([Pulled(entry, {"archive": blob})])
+    assert stats.entries == 1 and stats.files == prepared.packed.files + 2  # and the .msgpack and .http
+    assert os.stat(b / "archive-v0" / "AlphaArchive0001").st_ino == inode  # moved, not unpacked again
+    assert snapshot(b / "archive-v0" / "AlphaArchive0001") == snapshot(a / "archive-v0" / "AlphaArchive0001")
+    assert verify_cache(b).ok and not prepared.folder.exists()
+    # A blob that does not unpack is left to the install, which says why.
+    bad = tmp_path / "staging" / "bad"
+    bad.write_bytes(b"not an archive")
+    assert remote_import.unpack_beside(bad) is None and not (tmp_path / "staging" / "bad.unpacked").exists()

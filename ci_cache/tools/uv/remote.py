@@ -12,25 +12,30 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ci_cache.keyfiles import requirement_name
 from ci_cache.remote.layout import Entry
 from ci_cache.tools.base import PRESENT, EntryId, ExportPlan, ImportStats, Pulled, Wanted
 from ci_cache.tools.uv import buckets as uv_buckets
+from ci_cache.tools.uv import remote_export
 from ci_cache.tools.uv import remote_names as names
 from ci_cache.tools.uv.buckets import Buckets
+from ci_cache.tools.uv.layout import hold_root_lock
 from ci_cache.tools.uv.pointers import PointerError, requires_dist, revision_pointer, wheel_pointer
 from ci_cache.tools.uv.remote_export import Exporter
 from ci_cache.tools.uv.remote_import import (
     EntryProblem,
     Installer,
+    Unpacked,
     check_build,
     check_listing,
     check_wheel,
     present_build,
     present_listing,
     present_wheel,
+    unpack_beside,
 )
 
 _WHEEL_KINDS = frozenset({"wheel", "any"})
@@ -113,6 +118,7 @@ class UvPullSession:
         self.by_name: set[str] = set()  # names looked up by name, their dependencies included
         self.looked_up: set[str] = set()
         self.satisfied: set[str] = set()
+        self.prepared: dict[Path, Unpacked | None] = {}  # blob -> its archive, unpacked while others download
         self._notes: list[str] = []
         if buckets is None:
             self._notes.append("uv was not found on PATH (or did not say which cache buckets it uses): "
@@ -218,9 +224,13 @@ class UvPullSession:
         present = present_wheel if kind == "wheel" else present_build
         return PRESENT if present(self.cache, meta) else None
 
+    def prepare(self, blob: Path, role: str) -> None:
+        if role == "archive":
+            self.prepared[blob] = unpack_beside(blob)
+
     def install(self, pulled: Sequence[Pulled]) -> ImportStats:
         assert self.buckets is not None
-        stats = Installer(self.cache, self.buckets).run(pulled)
+        stats = Installer(self.cache, self.buckets, prepared=self.prepared).run(pulled)
         ids = set(stats.installed)
         for item in pulled:
             if (item.entry.namespace, item.entry.key) in ids:
@@ -286,3 +296,9 @@ class UvRemote:
 
     def exports(self, cache: Path, groups: Sequence[str] | None) -> ExportPlan:
         return Exporter(cache).run(groups)
+
+    def groups(self, cache: Path) -> list[str]:
+        return remote_export.groups(cache)
+
+    def hold(self, cache: Path, *, timeout: float) -> AbstractContextManager[object]:
+        return hold_root_lock(cache, timeout=timeout)

@@ -70,15 +70,7 @@ class Exporter:
     def _targets(self, groups: Sequence[str] | None) -> Iterator[tuple[str, str, set[str]]]:
         """(cache-relative group or version folder, bucket kind, the names in its folder)."""
         if groups is None:
-            for bucket in sorted(os.listdir(self.cache)) if self.cache.is_dir() else []:
-                kind = bucket_kind(bucket)
-                if kind not in ("wheels", "sdists"):
-                    continue
-                for _folder, rel, files in walk_dirs(self.cache / bucket, bucket):
-                    if kind == "wheels":
-                        yield from ((f"{rel}/{key}", kind, files) for key in sorted(group_keys(files)))
-                    elif sdist_pointer(files):
-                        yield rel, kind, files
+            yield from _walk_groups(self.cache)
             return
         for rel in groups:
             kind = bucket_kind(rel.split("/", 1)[0])
@@ -227,6 +219,24 @@ class Exporter:
                     continue
                 self.plan.items.append(Export(f"{names.listings_root(bucket)}/{name}",
                                               names.listing_key(token, self.today), _listing_builder(path, rel, mtime)))
+
+
+def _walk_groups(cache: Path) -> Iterator[tuple[str, str, set[str]]]:
+    """Every wheel group and sdist version folder of the cache, from directory listings alone."""
+    for bucket in sorted(os.listdir(cache)) if cache.is_dir() else []:
+        kind = bucket_kind(bucket)
+        if kind not in ("wheels", "sdists"):
+            continue
+        for _folder, rel, files in walk_dirs(cache / bucket, bucket):
+            if kind == "wheels":
+                yield from ((f"{rel}/{key}", kind, files) for key in sorted(group_keys(files)))
+            elif sdist_pointer(files):
+                yield rel, kind, files
+
+
+def groups(cache: Path) -> list[str]:
+    """The cache-relative names of its wheel groups and sdist version folders: what `Exporter.run` takes."""
+    return sorted(rel for rel, _kind, _files in _walk_groups(cache))
 
 
 @dataclass(frozen=True)

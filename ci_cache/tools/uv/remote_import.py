@@ -15,12 +15,13 @@ import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ci_cache import fsops, osapi
 from ci_cache.errors import RemoteError, StoreError
-from ci_cache.remote.archive import unpack
+from ci_cache.remote.archive import Packed, unpack
 from ci_cache.tools.base import ImportStats, Pulled
 from ci_cache.tools.uv.buckets import Buckets
 from ci_cache.tools.uv.layout import ARCHIVE_BUCKET, SDIST_POINTERS, hold_root_lock
@@ -123,12 +124,37 @@ def put_link(target: Path, text: str) -> None:
             fsops.unlink(tmp)
 
 
-class Installer:
-    """One import of pulled entries into a cache. The caller holds ci-cache's writer lock."""
+@dataclass(frozen=True)
+class Unpacked:
+    """An archive blob unpacked beside itself before the install, and what it held."""
 
-    def __init__(self, cache: Path, buckets: Buckets) -> None:
+    folder: Path
+    packed: Packed
+
+
+def unpack_beside(blob: Path) -> Unpacked | None:
+    """Unpack an archive blob into a folder next to it; None when it will not unpack (the install then
+    tries again and says why)."""
+    folder = blob.with_name(blob.name + ".unpacked")
+    try:
+        with open(blob, "rb") as fh:
+            return Unpacked(folder, unpack(fh, folder, what=blob.name))
+    except RemoteError:
+        return None
+
+
+class Installer:
+    """One import of pulled entries into a cache. The caller holds ci-cache's writer lock.
+
+    `prepared` holds archives already unpacked beside their blobs (`unpack_beside`): each is renamed into
+    the cache instead of being unpacked there, when it is on the same file system.
+    """
+
+    def __init__(self, cache: Path, buckets: Buckets, *, prepared: Mapping[Path, Unpacked | None] | None = None
+                 ) -> None:
         self.cache = cache
         self.buckets = buckets
+        self.prepared = dict(prepared or {})
         self.stats = ImportStats()
         self.archives: dict[str, bool] = {}
 
@@ -166,8 +192,10 @@ class Installer:
             fsops.makedirs(target.parent)
             tmp = fsops.temp_sibling(target)
             try:
-                with open(blob, "rb") as fh:
-                    packed = unpack(fh, tmp, what=what)
+                packed = self._take_prepared(blob, tmp)
+                if packed is None:
+                    with open(blob, "rb") as fh:
+                        packed = unpack(fh, tmp, what=what)
                 if fsops.rename_new(tmp, target):
                     self.stats.files += packed.files
                     self.stats.bytes += packed.bytes
@@ -179,6 +207,18 @@ class Installer:
                     fsops.rmtree(tmp)
         self.archives[ident] = ok
         return ok
+
+    def _take_prepared(self, blob: Path, tmp: Path) -> Packed | None:
+        """Move the archive unpacked beside `blob` to `tmp` (a temp name inside archive-v0); None when there is
+        none, or when it is on another file system (then the caller unpacks the blob itself)."""
+        prepared = self.prepared.pop(blob, None)
+        if prepared is None or not prepared.folder.is_dir():
+            return None
+        try:
+            os.rename(prepared.folder, tmp)
+        except OSError:
+            return None
+        return prepared.packed
 
     def _put(self, target: Path, data: bytes) -> None:
         fsops.write_atomic(target, data)
