@@ -238,7 +238,9 @@ def run(plan: ScalePlan, setup: Setup, home: Path, work: Path, notes: list[str])
         if floor.available():
             copies = floor.measure(shared_uv, work / "scale-floor", plan.repeats, floor.flags(plan.copy_floor))
             result.cp_al, result.cp_a = copies["cp -al"], copies.get("cp -a", [])
-        never = {"CI_CACHE_MERGE": "never"}
+        # Seeds, each from nothing: without the pool of warm job caches, the second seed of a scope would be a
+        # refresh of the first one's cache, and P4a, P4b and G2 compare ways of seeding.
+        never = {"CI_CACHE_MERGE": "never", "CI_CACHE_POOL_SIZE": "0"}
         for _ in range(plan.repeats):
             job, _ = cli.begin("isolated", never, None)
             cli.end(job)

@@ -14,13 +14,12 @@ error), then holds them until it is stopped, the TTL runs out, or the lease file
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # what `typing.TYPE_CHECKING` says, without importing typing into the holder
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import IO
@@ -80,8 +79,7 @@ class FileLockHandle:
             other.release()
         if self._fh.closed:
             return
-        with contextlib.suppress(OSError):
-            _unlock(self._fh)
+        _unlock_quietly(self._fh)
         self._fh.close()
 
     def __enter__(self) -> FileLockHandle:
@@ -114,8 +112,7 @@ def try_lock(path: Path | str, *, shared: bool = False) -> FileLockHandle | None
         # Its holder deleted the file between our open and our lock (`claim.give_back` releases a lease,
         # then deletes it): we lock a file nobody will ever look at again, while a newcomer may lock a new
         # file under the same name. Let go and lock whatever the name names now.
-        with contextlib.suppress(OSError):
-            _unlock(fh)
+        _unlock_quietly(fh)
         fh.close()
 
 
@@ -133,6 +130,15 @@ def _still_named_by(fh: IO[bytes], path: Path | str) -> bool:
         return False
     mine = os.fstat(fh.fileno())
     return (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev)
+
+
+def _unlock_quietly(fh: IO[bytes]) -> None:
+    """Unlock, whatever happens: closing the file unlocks it anyway (a try, not contextlib: the holder
+    imports nothing it can do without)."""
+    try:  # noqa: SIM105 - contextlib would be one more import in the holder
+        _unlock(fh)
+    except OSError:
+        pass
 
 
 def _is_lock_contention(exc: OSError) -> bool:
