@@ -59,6 +59,7 @@ class Allocation:
         self.job, self.key, self.job_dir, self.mode = job, key, job_dir, mode
         self.pool: dict[str, str] = {}  # tool -> the scope its cache goes back to the pool under (`ci_cache.pool`)
         self.key_files: KeyFiles | None = None  # what the job's key files name, once read (`seed.key_files`)
+        self.notes: dict[str, Any] = {}  # what setup's steps leave for finish, in the record setup writes once
         self.env: dict[str, str] = {} if env is None else env
         self.path_prepend: list[str] = [] if path_prepend is None else path_prepend
         self.caches: dict[str, str] = {} if caches is None else caches

@@ -43,13 +43,15 @@ def setup(ctx: Context, *, in_process: bool) -> Allocation:
         try:
             claim.clear_dead_attempt(ctx, alloc)
             alloc.job_dir = jobdirs.new_dir(store, ctx.key)
-            record.write(ctx, alloc, status="seeding",
-                         extra={"holder_pid": holder_pid, "token": token, "dir": str(alloc.job_dir)})
+            alloc.notes.update({"holder_pid": holder_pid, "token": token, "dir": str(alloc.job_dir)})
             tools = from_config(ctx.config)
             remote.pull(ctx, alloc, tools)
             seed.allocate(ctx, alloc, tools)
             env.export(ctx, alloc, tools, token=token, in_process=in_process)
-            record.write(ctx, alloc, status="ready", extra={"restore": env.previous(ctx, alloc)})
+            # Written once, when the job is ready: a scanner holds a file it has just seen for seconds, and
+            # a second write (a rename over the first) would wait for it or fail. Until then the held lease
+            # says the job is live; a dead attempt's dir, with no record, is the next setup's or gc's.
+            record.write(ctx, alloc, status="ready", extra={**alloc.notes, "restore": env.previous(ctx, alloc)})
         except BaseException:
             claim.undo(ctx, alloc, holder_pid)
             raise

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 from ci_cache import fsops, locks, log
 from ci_cache.errors import CiCacheError
-from ci_cache.job import record
 from ci_cache.job.context import Allocation, Context, FinishResult, write_policy
 from ci_cache.tools import from_config
 from ci_cache.tools.base import CacheTool, RemoteCodec, Wanted
@@ -103,7 +102,7 @@ def _writer_lock(ctx: Context, tool: str) -> Guard:
 
 def pull(ctx: Context, alloc: Allocation, tools: Sequence[CacheTool]) -> None:
     """Pull into each shared cache what the job's key files name and it lacks; then, if the job may push,
-    list the shared caches' groups for finish to compare with. Records what it did in the job's record."""
+    list the shared caches' groups for finish to compare with. What it did goes in the job's record."""
     codecs = _codecs(ctx, tools) if alloc.mode != "off" else []
     if not codecs:
         return
@@ -132,7 +131,7 @@ def pull(ctx: Context, alloc: Allocation, tools: Sequence[CacheTool]) -> None:
                 _degrade(ctx, f"listing of the shared {tool.name} cache (for the push at finish)", exc,
                          alloc.warnings)
     alloc.phases["pull"] = round(time.monotonic() - started, 4)
-    record.write(ctx, alloc, status="seeding", extra={"remote": {"pull": done}, _LISTED: listed})
+    alloc.notes.update({"remote": {"pull": done}, _LISTED: listed})
 
 
 def _pull_all(ctx: Context, alloc: Allocation, codecs: list[tuple[CacheTool, RemoteCodec]],

@@ -115,6 +115,38 @@ def test_clear_dead_attempt_removes_what_an_earlier_run_of_the_job_left(tmp_path
     claim.clear_dead_attempt(ctx, alloc)  # nothing left: nothing to do
 
 
+def test_clear_dead_attempt_removes_a_dir_a_setup_killed_before_its_record_left(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path / "root")
+    ctx.store.ensure()
+    alloc = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode="isolated")
+    dead = jobdirs.new_dir(ctx.store, ctx.key)
+    (dead / "pip").mkdir()
+    assert ctx.store.read_record(ctx.key) is None
+    claim.clear_dead_attempt(ctx, alloc)
+    assert not dead.exists()
+
+
+def test_setup_writes_the_record_once_and_only_when_the_job_is_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scanner holds a file it has just seen: a second write, a rename over the first, would meet it."""
+    ctx = make_ctx(tmp_path / "root")
+    written: list[dict[str, object]] = []
+    real = Store.write_record
+
+    def counted(self: Store, key: str, data: dict[str, object]) -> None:
+        written.append(dict(data))
+        real(self, key, data)
+
+    monkeypatch.setattr(Store, "write_record", counted)
+    alloc = job.setup(ctx, in_process=True)
+    (only,) = written
+    assert only["status"] == "ready" and only["dir"] == str(alloc.job_dir) and only["token"]
+    assert only["caches"] == alloc.caches and "restore" in only
+    assert alloc.lease is not None
+    job.finish(ctx, "success", held=alloc.lease)
+
+
 def test_record_write_keeps_created_and_extra_across_writes(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path / "root")
     ctx.store.ensure()
