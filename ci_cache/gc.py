@@ -28,9 +28,10 @@ class GcReport:
 def job_age(store: Store, key: str, now: float, dirs: list[Path] | None = None) -> float:
     """Seconds since the job's newest trace (record, lease or dir) changed."""
     newest = 0.0
+    names = jobdirs.listing(store)
     if dirs is None:
-        dirs = jobdirs.dirs_of(store, key, jobdirs.listing(store))
-    for path in (store.record(key), store.lease(key), *dirs):
+        dirs = jobdirs.dirs_of(store, key, names)
+    for path in (*(r.path for r in jobdirs.records(store, key, names)), store.lease(key), *dirs):
         try:
             newest = max(newest, os.lstat(path).st_mtime)
         except OSError:
@@ -58,18 +59,19 @@ def collect(store: Store, *, grace: float, now: float | None = None, background:
             dirs.remove(job_dir)  # a finished job's: no grace, whoever holds the id's lease now
             if _reclaim(job_dir, report, background=background, env=env):
                 report.reclaimed_finished.append(str(job_dir))
-        _drop_finished_traces(store, key, finished, background=background)
+        _drop_finished_traces(finished, background=background)
+        records = [r.path for r in jobdirs.unfinished_records(store, key, names)]
         lease_path = store.lease(key)
         handle = osapi.try_lock(lease_path) if lease_path.exists() else None
         if lease_path.exists() and handle is None:
             report.live_jobs.append(key)
             continue
         try:
-            if (not dirs and not store.record(key).exists() and handle is None) or (
-                    job_age(store, key, now, dirs) < grace):
+            if (not dirs and not records and handle is None) or job_age(store, key, now, dirs) < grace:
                 continue
             if all([_reclaim(d, report, background=background, env=env) for d in dirs]):
-                fsops.unlink(store.record(key))
+                for record in records:
+                    _delete_trace(record, background=background)
                 report.reclaimed_jobs.append(key)
         finally:
             if handle is not None:
@@ -98,21 +100,21 @@ def _reclaim(job_dir: Path, report: GcReport, *, background: bool, env: Mapping[
     return True
 
 
-def _drop_finished_traces(store: Store, key: str, finished: list[Path], *, background: bool) -> None:
-    """The marks of finished jobs whose dir is gone, and the record that names such a dir (finish could not
-    delete it: a scan held it). The gc of a setup waits for no file: what is held now goes next time."""
-    record = store.read_record(key)
-    current = jobdirs.current(store, key, record) if record is not None else None
+def _drop_finished_traces(finished: list[Path], *, background: bool) -> None:
+    """The marks of finished jobs whose dir is gone, and their records (finish could not delete a record a
+    scan held). The gc of a setup waits for no file: what is held now goes next time."""
     for job_dir in finished:
-        if os.path.lexists(job_dir):
-            continue
-        paths = [store.record(key)] if job_dir == current else []
-        for path in [*paths, jobdirs.finished_mark(job_dir)]:
-            with contextlib.suppress(OSError, CiCacheError):
-                if background:
-                    jobdirs.try_delete(path)
-                else:
-                    fsops.unlink(path)
+        if not os.path.lexists(job_dir):
+            for path in (jobdirs.record_of(job_dir), jobdirs.finished_mark(job_dir)):
+                _delete_trace(path, background=background)
+
+
+def _delete_trace(path: Path, *, background: bool) -> None:
+    with contextlib.suppress(OSError, CiCacheError):
+        if background:
+            jobdirs.try_delete(path)
+        else:
+            fsops.unlink(path)
 
 
 # A background delete changes its dir's mtime with every entry it removes: one that changed this

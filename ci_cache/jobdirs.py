@@ -3,7 +3,9 @@
 A job's dir is `jobs/<key>.<gen>`, where `<gen>` is new for every allocation: so a new allocation of a job id
 never waits for, nor deletes, what an earlier one left. (On Windows a dir with a file held open inside, by
 an antivirus scan or a process the job left behind, can be neither moved nor deleted until it is let go.)
-The job's record (`<key>.json`) names its dir. Dirs of older versions, `jobs/<key>`, are still found.
+Each allocation's record is beside its dir, `<key>.<gen>.json`, written once by its setup: no file is ever
+replaced, so a scan holding one (it holds every file it has not seen before, for seconds) never stands in
+the way of a job. Dirs of older versions, `jobs/<key>`, are still found (their record is `<key>.json`).
 
 A finished job's dir is moved out of the way at once (renamed to a temp name, which `gc` knows as trash)
 and deleted by a detached process. When it cannot be moved, it stays, and its record is renamed to
@@ -22,14 +24,68 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ci_cache import fsops, osapi
 from ci_cache.errors import CiCacheError
 from ci_cache.store import Store
 
 FINISHED_SUFFIX = ".finished"
+RECORD_SUFFIX = ".json"
 _GEN_RE = re.compile(r"\.[0-9a-f]{4}\Z")
+
+
+class Record(NamedTuple):
+    """An allocation's record, and the dir it is beside (whether or not that still exists)."""
+
+    job_dir: Path
+    data: dict[str, Any]
+
+    @property
+    def path(self) -> Path:
+        return record_of(self.job_dir)
+
+
+def record_of(job_dir: Path) -> Path:
+    return job_dir.with_name(job_dir.name + RECORD_SUFFIX)
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_record(job_dir: Path, data: dict[str, Any]) -> None:
+    # Not durable: a record lives as long as its job, and a crash of the machine ends the job.
+    fsops.write_atomic(record_of(job_dir), json.dumps(data, indent=2, sort_keys=True).encode(), durable=False)
+
+
+def records(store: Store, key: str, names: Iterable[str]) -> list[Record]:
+    """The records of `key`'s allocations among `names`, newest first (an unreadable one is empty)."""
+    found = []
+    for name in names:
+        stem = name.removesuffix(RECORD_SUFFIX)
+        if stem != name and (stem == key or (stem.startswith(key + ".") and _GEN_RE.fullmatch(stem[len(key):]))):
+            job_dir = store.jobs_dir / stem
+            data = read_record(record_of(job_dir)) or {}
+            data.setdefault("dir", str(job_dir))
+            found.append(Record(job_dir, data))
+    return sorted(found, key=lambda r: float(r.data.get("created") or 0), reverse=True)
+
+
+def unfinished_records(store: Store, key: str, names: Iterable[str]) -> list[Record]:
+    """The records of `key`'s allocations that are not marked finished (a live job's, or a dead one's),
+    newest first. A finished job's record is left only when a scan held it at finish: gc's to drop."""
+    names = list(names)
+    return [r for r in records(store, key, names) if not is_finished(r.job_dir, names)]
+
+
+def current_record(store: Store, key: str) -> dict[str, Any] | None:
+    """The newest record of `key` that is not marked finished: its live allocation's, if it has one."""
+    return next((r.data for r in unfinished_records(store, key, listing(store))), None)
 
 
 def new_dir(store: Store, key: str) -> Path:

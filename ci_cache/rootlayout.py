@@ -10,36 +10,40 @@ it does (`run`; setup's lease holder, for the whole job; finish; gc; prune; veri
 migration that jobs of the older layout could not survive holds it exclusive. So such a migration runs
 only when no job of the older layout is alive, and no job starts while it runs; one that finds jobs of
 the older layout alive refuses (the job runs without ci-cache, saying why) and the first ci-cache after
-them migrates. A migration that older jobs can survive (`compatible`, such as 0 -> 1, which only records
-the version) runs at once. Every step is idempotent and the version is recorded after each step, atomically
-(temp file, then rename), so a migration killed half way is finished by the next process.
+them migrates. A migration that the running jobs of the layout it starts from survive (0 -> 1, which only
+records the version; 1 -> 2 for jobs of layout 0, whose records keep their names) runs at once. Every step
+is idempotent and the version is recorded after each step, atomically (temp file, then rename), so a
+migration killed half way is finished by the next process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
-from ci_cache import __version__, faults, fsops, locks, osapi
+from ci_cache import __version__, faults, fsops, jobdirs, locks, osapi
 from ci_cache.errors import StoreError
 from ci_cache.store import Store
 
 # The layout this ci-cache reads and writes. Layout 0: a root from before layouts were recorded (no
-# layout.json); the same folders as layout 1.
-LAYOUT = 1
+# layout.json); the same folders as layout 1. Layout 2: each allocation's record beside its dir
+# (`jobs/<key>.<gen>.json`), no longer one per job id (`jobs/<key>.json`).
+LAYOUT = 2
 UPGRADE_DOC = "docs/upgrading.md"
 
 
 class Migration(NamedTuple):
-    """One step from layout `to - 1` to `to`. `compatible`: a job of the older layout that is still running
-    keeps working on the migrated root, so the step need not wait for such jobs to end."""
+    """One step from layout `to - 1` to `to`. `breaks`: the layouts whose running jobs would not survive it
+    (their ci-cache refuses a newer layout, or looks for what the step moves), so it waits for them to end."""
 
     to: int
     what: str
-    compatible: bool
+    breaks: frozenset[int]
     run: Callable[[Store], None]
 
 
@@ -47,9 +51,28 @@ def _record_only(_store: Store) -> None:
     """0 -> 1 changes no folder: the version in layout.json is all that layout 1 adds."""
 
 
+def _records_beside_their_dirs(store: Store) -> None:
+    """1 -> 2: `jobs/<key>.json` renamed to `jobs/<dir>.json`, for the dir it names: a job of layout 1 would
+    look for its record under the old name. A record that names no dir of its own (layout 0's) keeps its
+    name, which layout 2 reads as the record of `jobs/<key>`, layout 0's dir, as it was."""
+    try:
+        names = os.listdir(store.jobs_dir)
+    except FileNotFoundError:
+        return
+    for name in names:
+        key = name.removesuffix(jobdirs.RECORD_SUFFIX)
+        if key == name or "." in key or fsops.is_temp_name(name):
+            continue
+        record = jobdirs.read_record(store.jobs_dir / name) or {}
+        named = Path(str(record.get("dir") or store.jobs_dir / key))
+        if named.parent == store.jobs_dir and named.name.startswith(key + "."):
+            fsops.replace(store.jobs_dir / name, jobdirs.record_of(named))
+
+
 # Keyed by the layout each step starts from.
 MIGRATIONS: dict[int, Migration] = {
-    0: Migration(1, "record the layout version", compatible=True, run=_record_only),
+    0: Migration(1, "record the layout version", breaks=frozenset(), run=_record_only),
+    1: Migration(2, "each allocation's record beside its dir", breaks=frozenset({1}), run=_records_beside_their_dirs),
 }
 
 
@@ -168,7 +191,7 @@ def migrate(store: Store, found: int) -> None:
     """Bring the root from layout `found` to LAYOUT, or return when another process is doing it (the
     caller then waits for its shared hold and looks again). Refuses while jobs of the old layout run."""
     steps = _steps_from(store, found)
-    if all(step.compatible for step in steps):
+    if not any(found in step.breaks for step in steps):
         _run_steps(store, found)
         return
     exclusive = locks.try_lock(store.layout_lock)
@@ -205,11 +228,9 @@ def _steps_from(store: Store, found: int) -> list[Migration]:
 
 
 def _run_steps(store: Store, found: int) -> None:
-    layout = found
     for step in _steps_from(store, found):
         step.run(store)
-        write(store, step.to, previous=layout)
-        layout = step.to
+        write(store, step.to, previous=found)
 
 
 def _refuse_while_running(store: Store, found: int, why: str) -> None:

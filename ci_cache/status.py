@@ -23,13 +23,11 @@ def collect(store: Store) -> dict[str, Any]:
     stale: list[dict[str, Any]] = []
     finished: list[dict[str, Any]] = []
     for key in store.job_keys():
-        record = store.read_record(key)
         dirs = jobdirs.dirs_of(store, key, names)
         for job_dir in [d for d in dirs if jobdirs.is_finished(d, names)]:
             dirs.remove(job_dir)
             finished.append({"key": key, "job": _mark_job(jobdirs.finished_mark(job_dir)), "dir": str(job_dir)})
-        if record is not None and jobdirs.is_finished(jobdirs.current(store, key, record), names):
-            record = None  # a finished job's record, which a scan held when finish deleted it: gc drops it
+        record = jobdirs.current_record(store, key)
         if record is None and not dirs and not store.lease(key).exists():
             continue
         record = record or {}

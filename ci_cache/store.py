@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from ci_cache import faults, fsops, log
 
@@ -64,9 +63,6 @@ class Store(NamedTuple):
     def lease(self, key: str) -> Path:
         return self.jobs_dir / f"{key}.lease"
 
-    def record(self, key: str) -> Path:
-        return self.jobs_dir / f"{key}.json"
-
     @property
     def gc_stamp(self) -> Path:
         return self.root / "gc.stamp"
@@ -114,14 +110,3 @@ class Store(NamedTuple):
             return []
         keys = {n.split(".", 1)[0] for n in names if not fsops.is_temp_name(n)}
         return sorted(keys)
-
-    def read_record(self, key: str) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.record(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
-
-    def write_record(self, key: str, record: dict[str, Any]) -> None:
-        # Not durable: a record lives as long as its job, and a crash of the machine ends the job.
-        fsops.write_atomic(self.record(key), json.dumps(record, indent=2, sort_keys=True).encode(), durable=False)

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         outcome = runner.run(argv, job.job_env(env, alloc), retry=policy, around_attempt=around)
     finally:
         status = "cancelled" if outcome.interrupted else ("success" if outcome.exit_code == 0 else "failure")
-        result = job.finish(ctx, status, held=alloc.lease).as_json()
+        result = job.finish(ctx, status, held=alloc.lease, token=alloc.env.get(job.TOKEN_VAR)).as_json()
         result["phases"]["command"] = round(outcome.seconds, 4)
         if around is not None:
             result["phases"]["lock_wait"] = round(around.waited, 4)

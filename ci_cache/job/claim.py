@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ci_cache import faults, fsops, jobdirs, lease, locks, log, osapi, rootlayout
+from ci_cache import faults, fsops, lease, locks, log, osapi, rootlayout
 from ci_cache.errors import CiCacheError, JobBusy
 from ci_cache.job import release
 from ci_cache.job.context import Allocation, Context
@@ -51,7 +51,7 @@ def claim(ctx: Context, alloc: Allocation, *, in_process: bool,
 def clear_dead_attempt(ctx: Context, alloc: Allocation) -> None:
     """The lease is ours now: whatever is left under this job's name is a dead attempt's."""
     store = ctx.store
-    if store.record(alloc.key).exists() or jobdirs.dirs_of(store, alloc.key, jobdirs.listing(store)):
+    if release.leftovers(store, alloc.key):
         log.info(f"reclaiming the dir of an earlier, dead run of job {alloc.job!r}")
         release.remove_job(store, alloc.key)
 

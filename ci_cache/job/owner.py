@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ci_cache import osapi
+from ci_cache import jobdirs, osapi
 from ci_cache.errors import AllocationMissing, NothingAllocated
 from ci_cache.job.context import NO_TOKEN, TOKEN_VAR, Context, effective_mode
 
@@ -24,7 +24,11 @@ def owned_record(ctx: Context, *, held: osapi.FileLockHandle | None, token: str 
     if token is not None and token.strip() in ("", NO_TOKEN):
         raise NothingAllocated(f"job {job!r}: its setup allocated nothing ({TOKEN_VAR}={token.strip()!r}: mode "
                                "off, or the setup failed)")
-    record = store.read_record(key)
+    names = jobdirs.listing(store)
+    candidates = [r.data for r in jobdirs.unfinished_records(store, key, names)]
+    # Its own setup's by the token; with none carried, the newest (one id, one job at a time: the lease).
+    mine = [r for r in candidates if r.get("token") == token] if token is not None else candidates
+    record = next(iter(mine or candidates), None)
     if record is None and effective_mode(ctx)[0] == "off":
         raise NothingAllocated(f"job {job!r}: mode off allocates nothing")
     problem, hint = None, "give each job its own id with --job / CI_CACHE_JOB"

@@ -6,13 +6,15 @@ import os
 import time
 from typing import Any
 
-from ci_cache import faults, osapi
+from ci_cache import faults, jobdirs, osapi
 from ci_cache.job.context import Allocation, Context
 
 
 def write(ctx: Context, alloc: Allocation, *, status: str, extra: dict[str, Any] | None = None) -> None:
-    """Write the record anew from the allocation; `extra` and `created` survive from the last write."""
-    record = ctx.store.read_record(alloc.key) or {}
+    """Write the allocation's record (`jobdirs.record_of` its dir); `extra` and `created` survive from a last
+    write."""
+    path = jobdirs.record_of(alloc.job_dir)
+    record = jobdirs.read_record(path) or {}
     record.update(extra or {})
     record.update({
         "job": alloc.job,
@@ -35,7 +37,6 @@ def write(ctx: Context, alloc: Allocation, *, status: str, extra: dict[str, Any]
         "warnings": alloc.warnings,
     })
     try:
-        ctx.store.write_record(alloc.key, record)
+        jobdirs.write_record(alloc.job_dir, record)
     except OSError as exc:
-        where = ctx.store.record(alloc.key)
-        raise faults.store_error(exc, ctx.root, f"could not write the job's record {where}") from exc
+        raise faults.store_error(exc, ctx.root, f"could not write the job's record {path}") from exc

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from ci_cache import fsops, jobdirs, osapi
+from ci_cache import jobdirs, osapi
 from ci_cache.errors import CiCacheError
 from ci_cache.store import Store
 
@@ -27,28 +27,35 @@ def release_dir(store: Store, key: str, job_dir: Path, env: Mapping[str, str] | 
     is, its record renamed to say the job finished, and a detached process deletes what it can of it now;
     `gc` (that of the next job's setup, too) reclaims the rest once it is let go. Nothing waits.
     """
+    record = jobdirs.record_of(job_dir)
     if not job_dir.exists():
-        jobdirs.drop_record(store.record(key), job_dir)
+        jobdirs.drop_record(record, job_dir)
         return None
     try:
         away = jobdirs.move_away(job_dir)
     except (OSError, CiCacheError) as exc:
-        jobdirs.mark_finished(job_dir, store.record(key))
+        jobdirs.mark_finished(job_dir, record)
         osapi.start_background_delete(job_dir, env)  # all but the held files; the mark stays beside it
         # fsops says StoreError for the errors of a file held open; any other OSError is a fault.
         return LeftForGc(job_dir, jobdirs.why_not(exc), held=isinstance(exc, CiCacheError))
     osapi.start_background_delete(away, env)
-    jobdirs.drop_record(store.record(key), job_dir)
+    jobdirs.drop_record(record, job_dir)
     return None
 
 
-def remove_job(store: Store, key: str, env: Mapping[str, str] | None = None) -> None:
-    """Every dir of the job (but the finished ones, which `gc` reclaims) and its record: what a dead or a
-    failed setup left. No dir is deleted here: each is moved away and deleted by a detached process."""
+def leftovers(store: Store, key: str) -> list[Path]:
+    """The dirs and records of the job's allocations that are not marked finished: a dead or failed setup's."""
     names = jobdirs.listing(store)
-    for job_dir in jobdirs.dirs_of(store, key, names):
-        if jobdirs.is_finished(job_dir, names):
-            continue
-        if jobdirs.discard(job_dir, env) is None:
-            jobdirs.mark_finished(job_dir, store.record(key))
-    fsops.unlink(store.record(key))
+    dirs = [d for d in jobdirs.dirs_of(store, key, names) if not jobdirs.is_finished(d, names)]
+    return sorted({*dirs, *(r.job_dir for r in jobdirs.unfinished_records(store, key, names))})
+
+
+def remove_job(store: Store, key: str, env: Mapping[str, str] | None = None) -> None:
+    """Every allocation of the job but the finished ones (which `gc` reclaims): what a dead or a failed setup
+    left. Nothing waits: each dir is moved away and deleted by a detached process, each record deleted in one
+    attempt; what a scan holds is marked finished, for gc."""
+    for job_dir in leftovers(store, key):
+        if job_dir.is_dir() and jobdirs.discard(job_dir, env) is None:
+            jobdirs.mark_finished(job_dir, jobdirs.record_of(job_dir))
+        else:
+            jobdirs.drop_record(jobdirs.record_of(job_dir), job_dir)

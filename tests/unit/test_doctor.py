@@ -144,8 +144,8 @@ def test_a_finished_jobs_held_dir_is_listed_but_no_problem(tmp_path: Path) -> No
     store = Store(tmp_path / "root")
     store.ensure()
     job_dir = jobdirs.new_dir(store, "jfin00000000")
-    store.write_record("jfin00000000", {"job": "build-7", "dir": str(job_dir)})
-    jobdirs.mark_finished(job_dir, store.record("jfin00000000"))
+    jobdirs.write_record(job_dir, {"job": "build-7", "dir": str(job_dir)})
+    jobdirs.mark_finished(job_dir, jobdirs.record_of(job_dir))
     (store.jobs_dir / f"{fsops.TEMP_PREFIX}1-abc").mkdir()  # a dir a background delete works on
     state = status.collect(store)
     assert state["finished_jobs"] == [{"key": "jfin00000000", "job": "build-7", "dir": str(job_dir)}]

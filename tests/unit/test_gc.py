@@ -29,8 +29,8 @@ def make_job(store: Store, key: str, *, age_seconds: float, with_lease: bool = T
     (job_dir / "uv" / "archive-v0" / "abc").mkdir(parents=True)
     (job_dir / "uv" / "archive-v0" / "abc" / "mod.py").write_bytes(b"x" * 1000)
     (job_dir / "tmp").mkdir()
-    store.write_record(key, {"job": f"job-{key}", "key": key, "status": "ready"})
-    paths = [job_dir, store.record(key)]
+    jobdirs.write_record(job_dir, {"job": f"job-{key}", "key": key, "status": "ready"})
+    paths = [job_dir, jobdirs.record_of(job_dir)]
     if with_lease:
         store.lease(key).touch()
         paths.append(store.lease(key))
@@ -43,7 +43,8 @@ def test_a_dead_job_older_than_the_grace_period_is_reclaimed(store: Store) -> No
     report = gc.collect(store, grace=GRACE, now=NOW)
     assert report.reclaimed_jobs == ["jdead0000001"]
     assert report.bytes_freed >= 1000
-    for path in (store.job_dir("jdead0000001"), store.record("jdead0000001"), store.lease("jdead0000001")):
+    dead = store.job_dir("jdead0000001")
+    for path in (dead, jobdirs.record_of(dead), store.lease("jdead0000001")):
         assert not os.path.lexists(path)
     assert store.job_keys() == []
 
@@ -60,12 +61,12 @@ def test_a_young_dead_job_is_kept(store: Store) -> None:
     report = gc.collect(store, grace=GRACE, now=NOW)
     assert report.reclaimed_jobs == []
     assert store.job_dir("jyoung000001").is_dir()
-    assert store.record("jyoung000001").is_file()
+    assert jobdirs.record_of(store.job_dir("jyoung000001")).is_file()
 
 
 def test_the_newest_trace_decides_the_age(store: Store) -> None:
     make_job(store, "jmixed000001", age_seconds=GRACE * 2)
-    age(store.record("jmixed000001"), 10)  # the record was just rewritten
+    age(jobdirs.record_of(store.job_dir("jmixed000001")), 10)  # the record was just rewritten
     assert gc.collect(store, grace=GRACE, now=NOW).reclaimed_jobs == []
 
 
@@ -97,7 +98,7 @@ def test_a_live_job_held_by_another_process_is_kept_whatever_its_age(store: Stor
     assert report.live_jobs == ["jlive0000002"]
     assert report.reclaimed_jobs == ["jdead0000002"]
     assert (store.job_dir("jlive0000002") / "uv" / "archive-v0" / "abc" / "mod.py").is_file()
-    assert store.record("jlive0000002").is_file() and store.lease("jlive0000002").exists()
+    assert jobdirs.record_of(store.job_dir("jlive0000002")).is_file() and store.lease("jlive0000002").exists()
 
 
 def test_gc_never_follows_a_link_out_of_a_job_dir(store: Store, tmp_path: Path) -> None:
@@ -190,10 +191,12 @@ def test_maybe_collect_skips_while_another_gc_runs(store: Store) -> None:
 
 def test_records_survive_as_json_for_status(store: Store) -> None:
     make_job(store, "jrec00000001", age_seconds=1)
-    data = json.loads(store.record("jrec00000001").read_text())
-    assert store.read_record("jrec00000001") == data
-    store.record("jrec00000001").write_text("{broken")
-    assert store.read_record("jrec00000001") is None
+    path = jobdirs.record_of(store.job_dir("jrec00000001"))
+    data = json.loads(path.read_text())
+    assert jobdirs.read_record(path) == data
+    assert jobdirs.current_record(store, "jrec00000001") == {**data, "dir": str(store.job_dir("jrec00000001"))}
+    path.write_text("{broken")
+    assert jobdirs.read_record(path) is None
 
 
 def test_gc_reclaims_trash_a_dead_background_delete_left(tmp_path: Path) -> None:
@@ -216,8 +219,8 @@ def finished_leftover(store: Store, key: str, *, age_seconds: float) -> Path:
     job_dir = jobdirs.new_dir(store, key)
     (job_dir / "uv" / "f.py").parent.mkdir(parents=True)
     (job_dir / "uv" / "f.py").write_text("x")
-    store.write_record(key, {"job": f"job-{key}", "dir": str(job_dir)})
-    jobdirs.mark_finished(job_dir, store.record(key))
+    jobdirs.write_record(job_dir, {"job": f"job-{key}", "dir": str(job_dir)})
+    jobdirs.mark_finished(job_dir, jobdirs.record_of(job_dir))
     for path in (job_dir, jobdirs.finished_mark(job_dir)):
         age(path, age_seconds)
     return job_dir
@@ -234,7 +237,7 @@ def test_a_finished_jobs_leftover_dir_goes_at_once_with_no_grace(store: Store) -
 def test_a_finished_leftover_goes_even_while_a_new_allocation_of_the_id_lives(store: Store) -> None:
     old = finished_leftover(store, "jfin00000002", age_seconds=1)
     new = jobdirs.new_dir(store, "jfin00000002")
-    store.write_record("jfin00000002", {"job": "job-again", "dir": str(new)})
+    jobdirs.write_record(new, {"job": "job-again", "dir": str(new)})
     held = osapi.try_lock(store.lease("jfin00000002"))
     assert held is not None
     try:
@@ -242,7 +245,7 @@ def test_a_finished_leftover_goes_even_while_a_new_allocation_of_the_id_lives(st
     finally:
         held.release()
     assert report.reclaimed_finished == [str(old)] and report.live_jobs == ["jfin00000002"]
-    assert not old.exists() and new.is_dir() and store.read_record("jfin00000002") is not None
+    assert not old.exists() and new.is_dir() and jobdirs.current_record(store, "jfin00000002") is not None
 
 
 def test_a_finished_leftover_still_held_stays_for_a_later_gc(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -270,14 +273,26 @@ def test_the_gc_of_a_setup_hands_finished_leftovers_to_a_detached_delete(
 
 def test_dead_allocations_of_every_generation_go_after_the_grace(store: Store) -> None:
     dirs = [jobdirs.new_dir(store, "jgen00000001") for _ in range(2)]
-    store.write_record("jgen00000001", {"job": "j", "dir": str(dirs[1])})
-    for path in (*dirs, store.record("jgen00000001")):
+    jobdirs.write_record(dirs[1], {"job": "j", "dir": str(dirs[1])})
+    for path in (*dirs, jobdirs.record_of(dirs[1])):
         age(path, GRACE / 2)
     assert gc.collect(store, grace=GRACE, now=NOW).reclaimed_jobs == []
-    for path in (*dirs, store.record("jgen00000001")):
+    for path in (*dirs, jobdirs.record_of(dirs[1])):
         age(path, GRACE * 2)
     assert gc.collect(store, grace=GRACE, now=NOW).reclaimed_jobs == ["jgen00000001"]
     assert not any(d.exists() for d in dirs) and store.job_keys() == []
+
+
+def test_a_record_whose_dir_is_gone_goes_after_the_grace(store: Store) -> None:
+    """What a setup killed between its record and its finish leaves once its dir went (or a layout 1 record)."""
+    lone = jobdirs.new_dir(store, "jlone0000001")
+    jobdirs.write_record(lone, {"job": "j", "dir": str(lone)})
+    lone.rmdir()
+    age(jobdirs.record_of(lone), GRACE / 2)
+    assert gc.collect(store, grace=GRACE, now=NOW).reclaimed_jobs == []
+    age(jobdirs.record_of(lone), GRACE * 2)
+    assert gc.collect(store, grace=GRACE, now=NOW).reclaimed_jobs == ["jlone0000001"]
+    assert store.job_keys() == []
 
 
 def test_a_file_left_in_the_jobs_dir_for_gc_goes_without_a_process(

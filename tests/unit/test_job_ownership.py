@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import cli, job, jobstatus, osapi
+from ci_cache import cli, job, jobdirs, jobstatus, osapi
 from ci_cache.commands import options
 from ci_cache.errors import AllocationMissing, JobBusy, NothingAllocated, StoreError, UsageError
 from ci_cache.tools.generic import GenericTool
@@ -32,7 +32,7 @@ def context(root: Path, env: dict[str, str] | None = None, *, job: str | None = 
 
 
 def read_record(ctx: job.Context) -> dict[str, object]:
-    record = ctx.store.read_record(ctx.key)
+    record = jobdirs.current_record(ctx.store, ctx.key)
     assert record is not None
     return record
 
@@ -109,7 +109,7 @@ def test_finish_with_the_setups_token_finalises_and_merges(tmp_path: Path) -> No
     result = job.finish(context(tmp_path, {job.TOKEN_VAR: alloc.env[job.TOKEN_VAR]}), "success")
     assert result.merged["pip"]
     assert (tmp_path / "shared" / "pip" / "wheel.whl").read_text() == "w"
-    assert ctx.store.read_record(ctx.key) is None
+    assert jobdirs.current_record(ctx.store, ctx.key) is None
     assert not alloc.job_dir.exists()
 
 
@@ -137,7 +137,7 @@ def test_finish_that_carries_no_allocation_finishes_nothing(tmp_path: Path, carr
     with pytest.raises(NothingAllocated) as info:
         job.finish(context(tmp_path, {job.TOKEN_VAR: carried}), "success")
     assert "allocated nothing" in str(info.value) and "'build-1'" in str(info.value)
-    assert alloc.job_dir.is_dir() and ctx.store.read_record(ctx.key) is not None
+    assert alloc.job_dir.is_dir() and jobdirs.current_record(ctx.store, ctx.key) is not None
     job.finish(ctx, "success", held=alloc.lease)
 
 
@@ -206,7 +206,7 @@ def test_a_failed_setup_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytes
     ctx = context(tmp_path, strict=True)
     with pytest.raises(StoreError, match="No space left"):
         job.setup(ctx, in_process=True)
-    assert ctx.store.read_record(ctx.key) is None
+    assert jobdirs.current_record(ctx.store, ctx.key) is None
     assert not ctx.store.job_dir(ctx.key).exists()
     free = osapi.try_lock(ctx.store.lease(ctx.key))
     assert free is not None

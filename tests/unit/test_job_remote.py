@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ci_cache import config, job, keyfiles, osapi
+from ci_cache import config, job, jobdirs, keyfiles, osapi
 from ci_cache.errors import RemoteError
 from ci_cache.job import remote
 from ci_cache.providers import JobIdentity
@@ -100,7 +100,7 @@ def test_setup_pulls_what_the_key_files_name_and_seeds_it(tmp_path: Path, store:
     shared = ctx.store.shared_cache("uv")
     assert (shared / f"{WHEELS}/demo-alpha/1.0.0-py3-none-any.http").is_file()
     assert (alloc.job_dir / "uv" / f"{WHEELS}/demo-alpha/1.0.0-py3-none-any.http").is_file()  # then seeded
-    pulled = ctx.store.read_record(ctx.key)["remote"]["pull"]  # type: ignore[index]
+    pulled = jobdirs.current_record(ctx.store, ctx.key)["remote"]["pull"]  # type: ignore[index]
     assert pulled["key_files"] == [str(ctx.workspace / "requirements.txt")]
     # The wheel, and its index listing: a requirements file is resolved on install.
     assert pulled["tools"]["uv"]["entries_installed"] == 2 and pulled["tools"]["uv"]["warnings"] == []
@@ -145,7 +145,7 @@ def test_an_untrusted_job_pulls_and_writes_nothing_not_even_a_used_mark(tmp_path
     ctx = make_ctx(tmp_path, trusted=False, merge="protected")
     pinned(ctx)
     alloc = job.setup(ctx, in_process=True)
-    assert ctx.store.read_record(ctx.key)["remote"]["pull"]["tools"]["uv"]["entries_installed"] == 2  # type: ignore[index]
+    assert jobdirs.current_record(ctx.store, ctx.key)["remote"]["pull"]["tools"]["uv"]["entries_installed"] == 2  # type: ignore[index]
     assert not list(alloc.job_dir.glob("*.remote-groups.json"))  # nothing to compare with: it never pushes
     add_wheel(alloc.job_dir / "uv", "demo-new", "2.0", "NewArchive000001")
     result = job.finish(ctx, "success", held=alloc.lease)
@@ -156,7 +156,7 @@ def test_an_untrusted_job_pulls_and_writes_nothing_not_even_a_used_mark(tmp_path
 def test_a_job_whose_files_name_nothing_pulls_nothing(tmp_path: Path, store: CountingStore) -> None:
     ctx = make_ctx(tmp_path)
     alloc = job.setup(ctx, in_process=True)
-    pulled = ctx.store.read_record(ctx.key)["remote"]["pull"]  # type: ignore[index]
+    pulled = jobdirs.current_record(ctx.store, ctx.key)["remote"]["pull"]  # type: ignore[index]
     assert "no lock, requirements or pyproject file" in pulled["skipped"] and "tools" not in pulled
     assert sum(store.calls.values()) == 0
     job.finish(ctx, "success", held=alloc.lease)
@@ -168,7 +168,7 @@ def test_no_remote_configured_means_no_step_at_all(tmp_path: Path, store: Counti
     ctx = job.Context(config=cfg, env={}, cwd=ctx.cwd, windows=False, identity=ctx.identity, root=ctx.root)
     pinned(ctx)
     alloc = job.setup(ctx, in_process=True)
-    assert "remote" not in ctx.store.read_record(ctx.key)  # type: ignore[operator]
+    assert "remote" not in jobdirs.current_record(ctx.store, ctx.key)  # type: ignore[operator]
     result = job.finish(ctx, "success", held=alloc.lease)
     assert result.remote == {} and "pull" not in alloc.phases and "push" not in result.phases
 

@@ -109,9 +109,12 @@ def test_clear_dead_attempt_removes_what_an_earlier_run_of_the_job_left(tmp_path
     ctx.store.ensure()
     alloc = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode="isolated")
     (alloc.job_dir / "pip").mkdir(parents=True)
-    ctx.store.write_record(ctx.key, {"job": "build-1", "token": "old"})
+    jobdirs.write_record(alloc.job_dir, {"job": "build-1", "token": "old"})
+    newer = jobdirs.new_dir(ctx.store, ctx.key)
+    jobdirs.write_record(newer, {"job": "build-1", "token": "older"})
     claim.clear_dead_attempt(ctx, alloc)
-    assert not alloc.job_dir.exists() and ctx.store.read_record(ctx.key) is None
+    assert not alloc.job_dir.exists() and not newer.exists() and jobdirs.current_record(ctx.store, ctx.key) is None
+    assert os.listdir(ctx.store.jobs_dir) == []
     claim.clear_dead_attempt(ctx, alloc)  # nothing left: nothing to do
 
 
@@ -121,7 +124,7 @@ def test_clear_dead_attempt_removes_a_dir_a_setup_killed_before_its_record_left(
     alloc = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode="isolated")
     dead = jobdirs.new_dir(ctx.store, ctx.key)
     (dead / "pip").mkdir()
-    assert ctx.store.read_record(ctx.key) is None
+    assert jobdirs.current_record(ctx.store, ctx.key) is None
     claim.clear_dead_attempt(ctx, alloc)
     assert not dead.exists()
 
@@ -132,13 +135,13 @@ def test_setup_writes_the_record_once_and_only_when_the_job_is_ready(
     """A scanner holds a file it has just seen: a second write, a rename over the first, would meet it."""
     ctx = make_ctx(tmp_path / "root")
     written: list[dict[str, object]] = []
-    real = Store.write_record
+    real = jobdirs.write_record
 
-    def counted(self: Store, key: str, data: dict[str, object]) -> None:
+    def counted(job_dir: Path, data: dict[str, object]) -> None:
         written.append(dict(data))
-        real(self, key, data)
+        real(job_dir, data)
 
-    monkeypatch.setattr(Store, "write_record", counted)
+    monkeypatch.setattr(jobdirs, "write_record", counted)
     alloc = job.setup(ctx, in_process=True)
     (only,) = written
     assert only["status"] == "ready" and only["dir"] == str(alloc.job_dir) and only["token"]
@@ -152,11 +155,11 @@ def test_record_write_keeps_created_and_extra_across_writes(tmp_path: Path) -> N
     ctx.store.ensure()
     alloc = job.Allocation(job="build-1", key=ctx.key, job_dir=ctx.store.job_dir(ctx.key), mode="isolated")
     record.write(ctx, alloc, status="seeding", extra={"token": "t0k", "holder_pid": 42})
-    first = ctx.store.read_record(ctx.key)
+    first = jobdirs.read_record(jobdirs.record_of(alloc.job_dir))
     assert first is not None
     alloc.caches["pip"] = "/x"
     record.write(ctx, alloc, status="ready")
-    second = ctx.store.read_record(ctx.key)
+    second = jobdirs.read_record(jobdirs.record_of(alloc.job_dir))
     assert second is not None
     assert second["created"] == first["created"] and second["token"] == "t0k" and second["holder_pid"] == 42
     assert second["status"] == "ready" and second["caches"] == {"pip": "/x"} and second["pid"] == os.getpid()
@@ -169,11 +172,11 @@ def test_release_dir_moves_the_dir_away_at_once_for_a_background_delete(
     store = Store(tmp_path / "root")
     job_dir = jobdirs.new_dir(store, "j1")
     (job_dir / "uv").mkdir()
-    store.write_record("j1", {"job": "build-1", "dir": str(job_dir)})
+    jobdirs.write_record(job_dir, {"job": "build-1", "dir": str(job_dir)})
     assert release.release_dir(store, "j1", job_dir, {}) is None
     (trash,) = background_deletes
     assert trash.parent == store.jobs_dir and trash.name.startswith(fsops.TEMP_PREFIX)  # renamed, then deleted
-    assert not job_dir.exists() and store.read_record("j1") is None and list(store.jobs_dir.iterdir()) == []
+    assert not job_dir.exists() and not jobdirs.record_of(job_dir).exists() and list(store.jobs_dir.iterdir()) == []
     assert release.release_dir(store, "j1", job_dir, {}) is None  # already gone: nothing to do
 
 
@@ -184,7 +187,7 @@ def test_a_dir_that_cannot_be_moved_stays_marked_finished(
     store = Store(tmp_path / "root")
     job_dir = jobdirs.new_dir(store, "j1")
     (job_dir / "uv").mkdir()
-    store.write_record("j1", {"job": "build-1", "dir": str(job_dir)})
+    jobdirs.write_record(job_dir, {"job": "build-1", "dir": str(job_dir)})
     renames: list[str] = []
     rename = os.rename
 
@@ -198,8 +201,8 @@ def test_a_dir_that_cannot_be_moved_stays_marked_finished(
         patched.setattr(os, "rename", held)
         left = release.release_dir(store, "j1", job_dir, {})
     assert left == release.LeftForGc(job_dir, "Sharing violation", held=True)  # the OS's words, once
-    assert renames == [str(job_dir), str(store.record("j1"))]  # one attempt each
-    assert store.read_record("j1") is None
+    assert renames == [str(job_dir), str(jobdirs.record_of(job_dir))]  # one attempt each
+    assert not jobdirs.record_of(job_dir).exists()
     mark = jobdirs.finished_mark(job_dir)
     assert json.loads(mark.read_text())["job"] == "build-1"  # the record, renamed: it says the job finished
     assert background_deletes == [job_dir]  # what is not held goes now, in place (here: all of it)
@@ -213,7 +216,8 @@ def test_a_record_a_scan_holds_is_marked_not_waited_for(
     It makes the finished mark anew instead, and gc drops the record and the mark; no one waits."""
     store = Store(tmp_path / "root")
     job_dir = jobdirs.new_dir(store, "j1")
-    store.write_record("j1", {"job": "build-1", "dir": str(job_dir)})
+    the_record = jobdirs.record_of(job_dir)
+    jobdirs.write_record(job_dir, {"job": "build-1", "dir": str(job_dir)})
     attempts: list[str] = []
 
     def held(path: str, *args: object) -> None:
@@ -223,7 +227,7 @@ def test_a_record_a_scan_holds_is_marked_not_waited_for(
     rename = os.rename
 
     def rename_but_the_record(src: str, dst: str) -> None:
-        if src == str(store.record("j1")):
+        if src == str(the_record):
             held(src)
         rename(src, dst)
 
@@ -231,12 +235,47 @@ def test_a_record_a_scan_holds_is_marked_not_waited_for(
         patched.setattr(os, "unlink", held)
         patched.setattr(os, "rename", rename_but_the_record)
         assert release.release_dir(store, "j1", job_dir, {}) is None  # the dir itself moved away
-    assert attempts == [str(store.record("j1"))] * 2  # one attempt to delete it, one to rename it
+    assert attempts == [str(the_record)] * 2  # one attempt to delete it, one to rename it
     mark = jobdirs.finished_mark(job_dir)
-    assert json.loads(mark.read_text())["job"] == "build-1" and store.record("j1").exists()
+    assert json.loads(mark.read_text())["job"] == "build-1" and the_record.exists()
     assert status.collect(store)["stale_jobs"] == []  # a finished job's record, not a dead job's
     gc.collect(store, grace=3600)
-    assert not mark.exists() and not store.record("j1").exists() and store.job_keys() == []
+    assert not mark.exists() and not the_record.exists() and store.job_keys() == []
+
+
+def test_the_next_allocation_of_an_id_never_waits_for_a_record_a_scan_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background_deletes: list[Path]
+) -> None:
+    """Two `run`s of one id in a row (each uv call of a job): a scan still holds the first one's record, so
+    neither its finish nor the next setup can delete it. The next setup writes a record of its own."""
+    ctx = make_ctx(tmp_path / "root")
+    first = job.setup(ctx, in_process=True)
+    held_record = jobdirs.record_of(first.job_dir)
+    unlink, rename = os.unlink, os.rename
+
+    def unlink_but_held(path: str, *args: object, **kwargs: object) -> None:
+        if path == str(held_record):
+            raise OSError(errno.EBUSY, "Sharing violation", path)
+        unlink(path)
+
+    def rename_but_held(src: str, dst: str) -> None:
+        if src == str(held_record) or dst == str(held_record):
+            raise OSError(errno.EBUSY, "Sharing violation", src)
+        rename(src, dst)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "unlink", unlink_but_held)
+        patched.setattr(os, "rename", rename_but_held)
+        assert job.finish(ctx, "success", held=first.lease).warnings == []
+        assert held_record.exists() and jobdirs.current_record(ctx.store, ctx.key) is None  # marked finished
+        second = job.setup(ctx, in_process=True)
+        assert second.mode == "isolated" and second.warnings == []
+        mine = jobdirs.current_record(ctx.store, ctx.key)
+        assert mine is not None and mine["dir"] == str(second.job_dir) and held_record.exists()
+        result = job.finish(ctx, "success", held=second.lease, token=second.env[job.TOKEN_VAR])
+        assert result.warnings == [] and not second.job_dir.exists()
+    gc.collect(ctx.store, grace=3600)  # let go: gc drops the record and its mark
+    assert os.listdir(ctx.store.jobs_dir) == []
 
 
 def test_setup_never_waits_for_nor_deletes_what_a_finished_allocation_left(
@@ -257,7 +296,7 @@ def test_setup_never_waits_for_nor_deletes_what_a_finished_allocation_left(
     second = job.setup(ctx, in_process=True)  # the same id: a dir of its own, the old one untouched
     assert second.job_dir != first.job_dir and second.job_dir.is_dir() and first.job_dir.is_dir()
     assert background_deletes == []
-    assert ctx.store.read_record(ctx.key)["dir"] == str(second.job_dir)  # type: ignore[index]
+    assert jobdirs.current_record(ctx.store, ctx.key)["dir"] == str(second.job_dir)  # type: ignore[index]
     job.finish(ctx, "success", held=second.lease)
     assert not second.job_dir.exists() and first.job_dir.is_dir()
 
@@ -414,4 +453,4 @@ def test_finish_of_a_shared_job_merges_nothing_and_releases_everything(tmp_path:
     assert result.merge_decision == "mode shared: nothing to merge" and result.merged == {}
     assert "cleanup" in result.phases and "merge" not in result.phases
     assert not alloc.job_dir.exists() and not ctx.store.lease(ctx.key).exists()
-    assert ctx.store.read_record(ctx.key) is None
+    assert jobdirs.current_record(ctx.store, ctx.key) is None and os.listdir(ctx.store.jobs_dir) == []

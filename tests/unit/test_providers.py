@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ci_cache import jobdirs
 from ci_cache.errors import UsageError
 from ci_cache.providers import MAX_JOB_ID, PROVIDERS, detect, job_identity, job_key, validate_job_id
 from ci_cache.store import Store
@@ -327,7 +328,7 @@ def test_job_key_is_short_safe_and_stays_inside_the_root(tmp_path: Path, job_id:
     assert KEY.match(key), key
     assert key not in ("con", "nul", "aux", "prn")  # never a Windows device name
     store = Store(tmp_path)
-    for path in (store.job_dir(key), store.lease(key), store.record(key)):
+    for path in (store.job_dir(key), store.lease(key), jobdirs.record_of(store.job_dir(key))):
         assert path.resolve().parent == (tmp_path / "jobs").resolve()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import __version__, faults, fsops, osapi, rootlayout
+from ci_cache import __version__, faults, fsops, jobdirs, osapi, rootlayout
 from ci_cache.errors import StoreError
 from ci_cache.store import Store
 
@@ -27,7 +27,7 @@ def old_root(tmp_path: Path) -> Store:
     store = Store(tmp_path / "root")
     (store.shared_cache("uv") / "archive-v0" / "a1").mkdir(parents=True)
     store.jobs_dir.mkdir()
-    store.record("jold").write_text("{}")
+    jobdirs.record_of(store.job_dir("jold")).write_text("{}")
     return store
 
 
@@ -54,7 +54,8 @@ def test_an_unversioned_root_is_migrated_in_place_and_keeps_everything(tmp_path:
     assert rootlayout.current(store) == 0
     rootlayout.use(store, timeout=1).release()
     assert recorded(store)["layout"] == rootlayout.LAYOUT and recorded(store)["migrated_from"] == 0
-    assert (store.shared_cache("uv") / "archive-v0" / "a1").is_dir() and store.record("jold").exists()
+    assert (store.shared_cache("uv") / "archive-v0" / "a1").is_dir()
+    assert jobdirs.record_of(store.job_dir("jold")).exists()  # layout 0's record of its dir `jobs/jold`: as it was
 
 
 def test_a_newer_layout_is_refused_naming_who_wrote_it_and_what_to_do(tmp_path: Path) -> None:
@@ -117,7 +118,8 @@ def incompatible(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         _move_jobs(store)
 
     monkeypatch.setattr(rootlayout, "LAYOUT", 2)
-    monkeypatch.setitem(rootlayout.MIGRATIONS, 1, rootlayout.Migration(2, "move jobs", compatible=False, run=step))
+    moves = rootlayout.Migration(2, "move jobs", breaks=frozenset({0, 1}), run=step)
+    monkeypatch.setitem(rootlayout.MIGRATIONS, 1, moves)
     return ran
 
 
@@ -148,6 +150,38 @@ def test_a_migration_waits_for_jobs_that_hold_only_their_lease(tmp_path: Path, i
     lease.release()
     rootlayout.use(store, timeout=1).release()
     assert incompatible == ["root"] and recorded(store)["layout"] == 2
+
+
+def test_layout_1_records_move_beside_their_dirs_once_its_jobs_end(tmp_path: Path) -> None:
+    """Layout 1 kept one record per job id, `jobs/<key>.json`, naming the allocation's dir; layout 2 keeps
+    each beside its dir. A record naming no dir of its own (layout 0's) stays what it was."""
+    store = old_root(tmp_path)
+    rootlayout.write(store, 1)
+    gen_dir = store.jobs_dir / "jlive.ab12"
+    gen_dir.mkdir()
+    (store.jobs_dir / "jlive.json").write_text(json.dumps({"job": "live", "dir": str(gen_dir)}))
+    job_of_layout_1 = osapi.try_lock(store.lease("jlive"))
+    assert job_of_layout_1 is not None
+    with pytest.raises(StoreError, match=r"1 job\(s\) still hold their lease \(jlive\)"):
+        rootlayout.use(store, timeout=1)
+    assert (store.jobs_dir / "jlive.json").is_file() and recorded(store)["layout"] == 1  # untouched
+    job_of_layout_1.release()
+    rootlayout.use(store, timeout=1).release()
+    assert recorded(store)["layout"] == 2 and not (store.jobs_dir / "jlive.json").exists()
+    assert jobdirs.current_record(store, "jlive") == {"job": "live", "dir": str(gen_dir)}
+    assert jobdirs.record_of(store.job_dir("jold")).read_text() == "{}"
+
+
+def test_a_root_of_layout_0_migrates_at_once_while_its_jobs_run(tmp_path: Path) -> None:
+    """A ci-cache from before layouts never checks them, and its records keep their names: nothing to wait for."""
+    store = old_root(tmp_path)
+    job_of_layout_0 = osapi.try_lock(store.lease("jold"))
+    assert job_of_layout_0 is not None
+    try:
+        rootlayout.use(store, timeout=1).release()
+    finally:
+        job_of_layout_0.release()
+    assert recorded(store)["layout"] == rootlayout.LAYOUT == 2
 
 
 def test_a_process_waits_while_another_migrates_then_uses_the_migrated_root(
@@ -184,8 +218,9 @@ def test_a_migration_killed_half_way_is_finished_by_the_next_process(
         if len(moved) == 1:
             raise KeyboardInterrupt  # killed inside step 2 -> 3
 
-    monkeypatch.setitem(rootlayout.MIGRATIONS, 1, rootlayout.Migration(2, "one", compatible=True, run=lambda s: None))
-    monkeypatch.setitem(rootlayout.MIGRATIONS, 2, rootlayout.Migration(3, "two", compatible=True, run=second))
+    none: frozenset[int] = frozenset()
+    monkeypatch.setitem(rootlayout.MIGRATIONS, 1, rootlayout.Migration(2, "one", breaks=none, run=lambda s: None))
+    monkeypatch.setitem(rootlayout.MIGRATIONS, 2, rootlayout.Migration(3, "two", breaks=none, run=second))
     with pytest.raises(KeyboardInterrupt):
         rootlayout.use(store, timeout=1)
     assert recorded(store)["layout"] == 2  # every finished step is recorded
@@ -196,7 +231,8 @@ def test_a_migration_killed_half_way_is_finished_by_the_next_process(
 def test_a_layout_with_no_way_forward_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = old_root(tmp_path)
     monkeypatch.setattr(rootlayout, "MIGRATIONS", {})
-    with pytest.raises(StoreError, match=r"has layout 0, which this ci-cache .* cannot migrate to layout 1"):
+    expected = rf"has layout 0, which this ci-cache .* cannot migrate to layout {rootlayout.LAYOUT}"
+    with pytest.raises(StoreError, match=expected):
         rootlayout.use(store, timeout=1)
     assert not store.layout_file.exists()
 
