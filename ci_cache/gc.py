@@ -67,18 +67,19 @@ def collect(store: Store, *, grace: float, now: float | None = None, background:
             report.live_jobs.append(key)
             continue
         try:
-            if (not dirs and not records and handle is None) or job_age(store, key, now, dirs) < grace:
-                continue
-            if all([_reclaim(d, report, background=background, env=env) for d in dirs]):
-                for record in records:
-                    _delete_trace(record, background=background)
-                report.reclaimed_jobs.append(key)
+            # A lease file alone is no job: what give_back could not delete (a scan held it). It goes now.
+            gone = not dirs and not records
+            if not gone and job_age(store, key, now, dirs) >= grace:
+                gone = all([_reclaim(d, report, background=background, env=env) for d in dirs])
+                if gone:
+                    for record in records:
+                        _delete_trace(record, background=background)
+                    report.reclaimed_jobs.append(key)
         finally:
             if handle is not None:
                 handle.release()
-                # Windows cannot delete an open file, so the lease file goes after its release.
-                if key in report.reclaimed_jobs:
-                    fsops.unlink(lease_path)
+        if gone and handle is not None:  # Windows cannot delete an open file: it goes after its release
+            _delete_trace(lease_path, background=background)
     report.reclaimed_temp = reclaim_temp_dirs(store, grace=grace, now=now) + reclaim_trash(
         store, names, now=now, quiet=min(TRASH_QUIET_SECONDS, grace), background=background, env=env)
     if pool_max_age is not None:

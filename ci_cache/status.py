@@ -28,7 +28,7 @@ def collect(store: Store) -> dict[str, Any]:
             dirs.remove(job_dir)
             finished.append({"key": key, "job": _mark_job(jobdirs.finished_mark(job_dir)), "dir": str(job_dir)})
         record = jobdirs.current_record(store, key)
-        if record is None and not dirs and not store.lease(key).exists():
+        if record is None and not dirs and not lease.is_held(store.lease(key)):  # a lease file alone: gc's
             continue
         record = record or {}
         shown = jobdirs.current(store, key, record) if record or not dirs else dirs[0]

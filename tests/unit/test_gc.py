@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import fsops, gc, jobdirs, lease, osapi
+from ci_cache import fsops, gc, jobdirs, lease, osapi, status
 from ci_cache.errors import StoreError
 from ci_cache.store import Store
 
@@ -303,3 +303,18 @@ def test_a_file_left_in_the_jobs_dir_for_gc_goes_without_a_process(
     age(probe, 120)
     report = gc.collect(store, grace=GRACE, now=NOW, background=True)
     assert report.reclaimed_temp == [str(probe)] and not probe.exists() and background_deletes == []
+
+
+def test_a_lease_file_alone_is_no_job_and_goes_at_once(store: Store) -> None:
+    """What give_back leaves when a scan holds the lease file as the lease is given back: no dir, no record."""
+    store.lease("jlease000001").touch()
+    assert status.collect(store)["stale_jobs"] == []
+    report = gc.collect(store, grace=GRACE, now=NOW, background=True)
+    assert report.reclaimed_jobs == [] and not store.lease("jlease000001").exists()
+    held = osapi.try_lock(store.lease("jlease000002"))  # the same, but held: a setup's, about to make its dir
+    assert held is not None
+    try:
+        assert gc.collect(store, grace=GRACE, now=NOW).live_jobs == ["jlease000002"]
+        assert store.lease("jlease000002").exists()
+    finally:
+        held.release()
