@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from ci_cache import jobdirs
+from ci_cache.providers import job_key
+from ci_cache.store import Store
 from ci_cache_index import IndexServer, PackageSpec, build_index, demo_specs
 from tests.integration.uvjobs import UV, Lab, offline_install, tree_digest, venv_python
 
@@ -179,7 +182,8 @@ def test_a_job_id_already_running_is_refused_and_a_dead_ones_leftovers_are_recla
     again = lab.cli("run", "--mode", "isolated", "--", sys.executable, "-c", "pass", env=env)
     assert again.returncode == 6  # JobBusy: its own exit code (docs/cli.md)
     assert "already set up and still running" in again.stderr
-    record = json.loads(next((lab.root / "jobs").glob("*.json")).read_text())
+    record = jobdirs.current_record(Store(lab.root), job_key("twice"))
+    assert record is not None
     os.kill(record["holder_pid"], 9)  # the job dies without finish
     time.sleep(0.2)
     rerun = lab.cli("run", "--mode", "isolated", "--", sys.executable, "-c", "pass", env=env)
@@ -229,8 +233,7 @@ def test_a_warm_jobs_cleanup_deletes_nothing_inline(lab: Lab) -> None:
     assert result["seeded"]["uv"]["files"] > 20 and files > 20  # a warm job: there was much to delete
     # Not one entry of the job dir deleted by finish itself: only the record and (after its release) the lease.
     key = alloc["job_key"]
-    assert sorted(deleted_log.read_text().splitlines()) == [str(lab.root / "jobs" / f"{key}.{ext}")
-                                                           for ext in ("json", "lease")]
+    assert sorted(deleted_log.read_text().splitlines()) == [f"{job_dir}.json", str(lab.root / "jobs" / f"{key}.lease")]
     assert not job_dir.exists() and "cleanup" in result["phases"] and result["warnings"] == []
     deadline = time.monotonic() + 30
     while list((lab.root / "jobs").iterdir()) and time.monotonic() < deadline:

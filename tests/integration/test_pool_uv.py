@@ -82,7 +82,7 @@ def test_a_meddling_jobs_cache_comes_back_as_a_fresh_seed_and_the_shared_cache_n
     assert setup.returncode == 0, setup.stderr
     alloc = json.loads(setup.stdout)
     cache = Path(alloc["env"]["UV_CACHE_DIR"])
-    record = json.loads((lab.root / "jobs" / f"{alloc['job_key']}.json").read_text())
+    record = json.loads(Path(f"{alloc['job_dir']}.json").read_text())
     assert record["seeded"]["uv"]["warm"]
     assert tree_digest(cache) == _fresh_seed_digest(lab, lab.tmp / "fresh")
     offline = subprocess.run(lab.install_cmd(lab.venv("next"), PACKAGES, "--offline"), env=alloc_env(env, alloc),

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import fsops, verify
+from ci_cache import fsops, jobdirs, verify
+from ci_cache.providers import job_key
+from ci_cache.store import Store
 from ci_cache.tools.uv import UvTool
 from ci_cache_index import IndexServer, build_index, scale_specs
 from tests.integration.uvjobs import UV, Lab, offline_install
@@ -86,7 +88,8 @@ def test_doctor_explains_a_fresh_root_and_a_stale_job(lab: Lab) -> None:
         assert f"[ok] {check}:" in fresh.stdout  # the report is the command's output: `doctor | grep` finds it
     env = lab.env(CI_CACHE_JOB="abandoned")
     assert lab.cli("setup", "--mode", "isolated", "--format", "json", env=env).returncode == 0
-    record = json.loads(next((lab.root / "jobs").glob("*.json")).read_text())
+    record = jobdirs.current_record(Store(lab.root), job_key("abandoned"))
+    assert record is not None
     os.kill(record["holder_pid"], 9)
     sick = lab.cli("doctor")
     assert sick.returncode == 5

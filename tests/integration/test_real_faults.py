@@ -19,12 +19,13 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ci_cache import verify
+from ci_cache import fsops, verify
 from ci_cache.tools.uv import UvTool
 from ci_cache_index import IndexServer, build_index, demo_specs
 from tests.integration.uvjobs import UV, Lab, offline_install, tree_digest
@@ -132,10 +133,21 @@ if inodes:
 
 
 def fill(point: Path, *, leave: int = 0, inodes: bool = False) -> None:
-    """Fill the mount until `leave` bytes are free (and, with `inodes`, until no file can be created)."""
+    """Fill the mount until `leave` bytes are free (and, with `inodes`, until no file can be created), once
+    the detached deletes of earlier jobs' dirs are done: what they free later would unfill it."""
     _check_is_our_mount(point)
+    _settle(point)
     subprocess.run([sys.executable, "-c", FILLER, str(point), str(leave), "inodes" if inodes else "blocks"],
                    check=True)
+
+
+def _settle(point: Path, *, timeout: float = 20.0) -> None:
+    """Wait until no detached delete is at work in the root (no trash left in its jobs dir)."""
+    deadline = time.monotonic() + timeout
+    jobs = point / "root" / "jobs"
+    while time.monotonic() < deadline and jobs.is_dir() and any(
+            n.startswith(fsops.TEMP_PREFIX) for n in os.listdir(jobs)):
+        time.sleep(0.1)
 
 
 def free_space(point: Path) -> None:
@@ -257,7 +269,9 @@ def test_disk_full_during_a_merge(lab: Lab, mount: Path) -> None:
 def test_disk_full_while_writing_the_job_record(lab: Lab, mount: Path, how: str) -> None:
     before = _warm(lab)
     fill(mount)  # not a byte left; files can still be created (the lease), but not written (the record)
-    proc = _a_job_that_exits_5(lab, how, "record")
+    # The record is setup's last write: a job whose seed writes no byte (a temp dir only) meets the full disk
+    # first there. (A uv seed would first fail, or free room: a refresh of a pooled cache drops files.)
+    proc = _a_job_that_exits_5(lab, how, "record", CI_CACHE_TOOLS="temp")
     assert "could not write the job's record" in proc.stderr and "the job runs without ci-cache" in proc.stderr
     _assert_full_disk_named(lab, proc.stderr)
     assert proc.stderr.count("warning:") == 1, proc.stderr
@@ -282,14 +296,15 @@ def test_disk_full_while_creating_the_lease(lab: Lab, mount: Path, how: str) -> 
     _next_job_works(lab, mount, f"after-lease-{how}")
 
 
-def _a_job_that_exits_5(lab: Lab, how: str, name: str) -> subprocess.CompletedProcess[str]:
+def _a_job_that_exits_5(lab: Lab, how: str, name: str, **settings: str) -> subprocess.CompletedProcess[str]:
     """`run -- CMD`, or setup / CMD / finish as the wrappers do; CMD exits 5, which is the job's exit code."""
     code = "import sys; sys.exit(5)"
     if how == "run":
-        proc = lab.cli("run", "--job", name, "--mode", "isolated", "--", sys.executable, "-c", code)
+        proc = lab.cli("run", "--job", name, "--mode", "isolated", "--", sys.executable, "-c", code,
+                       env=lab.env(**settings))
         assert proc.returncode == 5, proc.stderr
         return proc
-    env = lab.env(CI_CACHE_JOB=name)
+    env = lab.env(CI_CACHE_JOB=name, **settings)
     setup = lab.cli("setup", "--mode", "isolated", "--format", "json", env=env)
     assert setup.returncode == 0, setup.stderr
     alloc = json.loads(setup.stdout)

@@ -58,7 +58,7 @@ def test_a_requirements_file_in_the_workspace_scopes_the_seed_and_more_is_downlo
     _warm(lab)
     workspace = _workspace(lab, "scoped", {"requirements.txt": "demo-alpha\n"})
     env, alloc, cache = _setup(lab, "scoped", workspace)
-    record = json.loads((lab.root / "jobs" / f"{alloc['job_key']}.json").read_text())
+    record = json.loads(Path(f"{alloc['job_dir']}.json").read_text())
     assert record["seeded"]["uv"]["scope"] == "key files"
     # demo-alpha and its dependencies; not demo-eta, demo-theta nor extra-one.
     assert _names(cache) == {"demo-alpha", "demo-beta", "demo-gamma", "demo-delta", "demo-epsilon", "demo-zeta"}

@@ -30,7 +30,8 @@ from typing import Any
 
 import pytest
 
-from ci_cache import verify
+from ci_cache import jobdirs, verify
+from ci_cache.store import Store
 from ci_cache.tools.uv import UvTool
 from ci_cache_index import IndexServer, build_index, demo_specs, scale_specs
 from tests.integration.uvjobs import UV, Lab, alloc_env, offline_install
@@ -196,8 +197,8 @@ class Soak:
         job.merged = job.mode == "shared" or "failed" not in json.dumps(result.get("merged", {}))
 
     def _kill_holder(self, job: Job) -> None:
-        record = self.lab.root / "jobs" / f"{_key(job.name)}.json"
-        holder = json.loads(record.read_text()).get("holder_pid")
+        record = jobdirs.current_record(Store(self.lab.root), _key(job.name)) or {}
+        holder = record.get("holder_pid")
         if isinstance(holder, int) and _is_lease_holder(holder):
             self._kill(holder, job, "holder")
 

@@ -22,7 +22,7 @@ import pytest
 from ci_cache.providers import job_key
 from ci_cache_index import IndexServer
 
-from .winagent import Agent, ci_cache_argv, job_dir_of, run_to_exit
+from .winagent import Agent, ci_cache_argv, job_dir_of, record_of, run_to_exit
 from .winlab import EnvValue, Lab, from_windows, to_windows
 
 pytestmark = pytest.mark.windows
@@ -561,8 +561,7 @@ def test_setup_cmd_format_round_trips_through_cmd_exe(wine_lab: Lab, tmp_path: P
                                                                     "CI_CACHE_MODE": "isolated"})
     try:
         assert proc.returncode == 0, proc.stderr
-        records = {job: json.loads((root / "jobs" / f"{job_key(job)}.json").read_text(encoding="utf-8"))
-                   for job in ("cmd-documented", "cmd-tokens")}
+        records = {job: record_of(root, job) or {} for job in ("cmd-documented", "cmd-tokens")}
         tokens = json.loads((tmp_path / "tokens.json").read_text(encoding="utf-8"))
         expected = records["cmd-tokens"]["env"]
         assert {k: tokens[k] for k in expected} == expected
@@ -589,7 +588,8 @@ def test_setup_leaves_a_detached_lease_holder_that_finish_stops(wine_lab: Lab, t
     proc = run_to_exit(wine_lab, ci_cache_argv(wine_lab, "setup", "--format", "json"), env=env)
     assert proc.returncode == 0, proc.stderr
     key = job_key("leased")
-    record = json.loads((root / "jobs" / f"{key}.json").read_text(encoding="utf-8"))
+    record = record_of(root, "leased")
+    assert record is not None
     pid, job_dir = record["holder_pid"], from_windows(record["dir"])
     assert job_dir.is_dir() and job_dir.parent == root / "jobs" and job_dir.name.startswith(f"{key}.")
     probe = spawn("probe")
@@ -600,7 +600,7 @@ def test_setup_leaves_a_detached_lease_holder_that_finish_stops(wine_lab: Lab, t
                       "while osapi.pid_alive(pid) and time.monotonic() < deadline: time.sleep(0.05)\n" + state,
                       pid=pid, p=root / "jobs" / f"{key}.lease")
     assert gone == [False, False]
-    assert not job_dir.exists() and not (root / "jobs" / f"{key}.json").exists()
+    assert not job_dir.exists() and not Path(f"{job_dir}.json").exists()
 
 
 @pytest.mark.parametrize(("folder", "what"), [("caché", "non-ASCII"), ("bang!", "'!'")])
@@ -620,7 +620,7 @@ def test_setup_cmd_format_refuses_what_cmd_cannot_carry(wine_lab: Lab, tmp_path:
                                        "print(lease.is_held(Path(sys.argv[1])))", lease_file])
         assert check.stdout.strip() == "False", "the refused setup left its job allocated, lease held"
     finally:
-        if (root / "jobs" / f"{job_key('refused')}.json").exists():
+        if record_of(root, "refused") is not None:
             _finish(wine_lab, root, "refused")
 
 
@@ -639,7 +639,8 @@ def test_setup_powershell_format_round_trips_through_pwsh(wine_lab: Lab, tmp_pat
         evaluated = subprocess.run([pwsh, "-NoProfile", "-NonInteractive", "-Command", "-"], input=script,
                                    capture_output=True, text=True, timeout=120, check=False)
         assert evaluated.returncode == 0, evaluated.stderr
-        record = json.loads((root / "jobs" / f"{job_key('pwsh')}.json").read_text(encoding="utf-8"))
+        record = record_of(root, "pwsh")
+        assert record is not None
         got = json.loads(evaluated.stdout)
         assert {k: got[k] for k in record["env"]} == record["env"]
     finally:

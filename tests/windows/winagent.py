@@ -22,7 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ci_cache import jobdirs
 from ci_cache.providers import job_key
+from ci_cache.store import Store
 
 from .winlab import Arg, EnvValue, Lab, from_windows, start_windows, to_windows
 
@@ -228,9 +230,15 @@ def run_to_exit(
     return subprocess.CompletedProcess(proc.args, proc.wait(), text["stdout"], text["stderr"])
 
 
+def record_of(root: Path, job: str) -> dict[str, Any] | None:
+    """The record of a job's live allocation under `root` (`jobs/<key>.<gen>.json`), if it has one."""
+    return jobdirs.current_record(Store(root), job_key(job))
+
+
 def job_dir_of(root: Path, job: str) -> Path:
     """The dir of a job's live allocation under `root` (`jobs/<key>.<gen>`), as its record names it."""
-    record = json.loads((root / "jobs" / f"{job_key(job)}.json").read_text(encoding="utf-8"))
+    record = record_of(root, job)
+    assert record is not None, f"job {job!r} has no live allocation under {root}"
     return from_windows(record["dir"])
 
 
