@@ -6,7 +6,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ci_cache import fsops, osapi, status, verify
+from ci_cache import fsops, osapi, rootlayout, status, verify
 from ci_cache.config import Config
 from ci_cache.errors import CiCacheError
 from ci_cache.store import Store
@@ -45,6 +45,7 @@ def diagnose(store: Store, env: Mapping[str, str], *, windows: bool, config: Con
     except CiCacheError as exc:
         d.add("root", False, str(exc), "point `root:` (CI_CACHE_ROOT) at a writable folder")
         return d
+    _layout(d, store)
     free = fsops.disk_free(store.root)
     d.add("disk", free >= LOW_DISK_BYTES, f"{free / 2**30:.1f} GiB free under {store.root}",
           "free some space, or bound the caches: `ci-cache prune --max-size 20GB`")
@@ -91,6 +92,23 @@ def diagnose(store: Store, env: Mapping[str, str], *, windows: bool, config: Con
     d.add("antivirus", True, "scanners lock fresh files for seconds; ci-cache retries, but an exclusion is faster"
           if windows else "no Windows antivirus here", av if windows else "")
     return d
+
+
+def _layout(d: Diagnosis, store: Store) -> None:
+    """The root's layout version (`rootlayout`): one this ci-cache uses, migrates, or refuses."""
+    try:
+        found = rootlayout.read(store)
+    except CiCacheError as exc:
+        d.add("layout", False, exc.message, exc.hint or "")
+        return
+    if found is None:
+        d.add("layout", True, f"no layout recorded yet: the next job records layout {rootlayout.LAYOUT}")
+    elif found.layout > rootlayout.LAYOUT:
+        refused = rootlayout.newer_layout_error(store)
+        d.add("layout", False, refused.message, refused.hint or "")
+    else:
+        later = "" if found.layout == rootlayout.LAYOUT else f"; the next job migrates it to {rootlayout.LAYOUT}"
+        d.add("layout", True, f"layout {found.layout}, written by {found.written_by}{later}")
 
 
 def _link_mode(d: Diagnosis, config: Config, env: Mapping[str, str], *, windows: bool) -> None:

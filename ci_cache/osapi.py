@@ -82,6 +82,20 @@ def is_link_or_junction(path: str) -> bool:
 _CP_BATCH_CHARS = 100_000
 
 
+def listed_as_same_file(a: os.DirEntry[str], b: os.DirEntry[str]) -> bool:
+    """Whether two listed files are one file (hardlinks of each other), from what the listings carry.
+
+    POSIX: the inode, which the listing carries. Windows: the listing carries no file id (asking for one
+    opens each file, which under a scanner or Wine costs milliseconds a file), so the size and the mtime
+    stand for it: a file written through either link changes both links' mtime, and a file replaced by
+    another one has its own mtime, unless a job sets the old one back on purpose.
+    """
+    if IS_WINDOWS:
+        sa, sb = a.stat(follow_symlinks=False), b.stat(follow_symlinks=False)
+        return (sa.st_size, sa.st_mtime_ns) == (sb.st_size, sb.st_mtime_ns)
+    return a.inode() == b.inode()
+
+
 def start_bulk_link(sources: list[str], target_dir: str) -> list[subprocess.Popen[bytes]] | None:
     """Start hardlinking whole trees into `target_dir` with the system's `cp -al` (C speed, and on
     another core than ours); None where there is no such `cp` (Windows), so the caller links in Python.

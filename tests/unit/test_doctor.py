@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import config, doctor, fsops, jobdirs, osapi, status
+from ci_cache import __version__, config, doctor, fsops, jobdirs, osapi, rootlayout, status
 from ci_cache.store import Store
 
 NO_UV = {"PATH": ""}
@@ -23,7 +24,8 @@ def test_a_fresh_root_is_fine_but_for_uv(tmp_path: Path) -> None:
     store = Store(tmp_path / "root")
     diagnosis = doctor.diagnose(store, NO_UV, windows=False)
     found = checks(diagnosis)
-    assert list(found) == ["root", "disk", "paths", "uv", "locks", "jobs", "antivirus"]  # no uv cache to verify
+    assert list(found) == ["root", "layout", "disk", "paths", "uv", "locks", "jobs", "antivirus"]  # no uv cache
+    assert found["layout"].ok and "the next job records layout" in found["layout"].detail
     assert found["root"].ok and (store.root / "CACHEDIR.TAG").is_file()
     assert not found["uv"].ok and "pip install uv" in found["uv"].advice
     assert found["jobs"].detail == "0 live, 0 stale job dir(s)"
@@ -31,6 +33,21 @@ def test_a_fresh_root_is_fine_but_for_uv(tmp_path: Path) -> None:
     text = doctor.render(diagnosis)
     assert "[PROBLEM] uv: uv not found on PATH\n      -> install uv" in text
     assert text.endswith("1 problem(s) found")
+
+
+def test_the_root_s_layout_is_reported_and_a_newer_or_unreadable_one_is_a_problem(tmp_path: Path) -> None:
+    store = Store(tmp_path / "root")
+    rootlayout.use(store, timeout=1).release()
+    layout = checks(doctor.diagnose(store, NO_UV, windows=False))["layout"]
+    assert layout.ok and layout.detail == f"layout {rootlayout.LAYOUT}, written by ci-cache {__version__}"
+    rootlayout.write(store, 1)
+    assert "the next job migrates it to" in checks(doctor.diagnose(store, NO_UV, windows=False))["layout"].detail
+    store.layout_file.write_text(json.dumps({"layout": rootlayout.LAYOUT + 1, "written_by": "ci-cache 9.0"}))
+    newer = checks(doctor.diagnose(store, NO_UV, windows=False))["layout"]
+    assert not newer.ok and "written by ci-cache 9.0" in newer.detail and "upgrade ci-cache" in newer.advice
+    store.layout_file.write_text("{not json")
+    unreadable = checks(doctor.diagnose(store, NO_UV, windows=False))["layout"]
+    assert not unreadable.ok and "is not a layout record" in unreadable.detail
 
 
 def test_an_unusable_root_stops_the_checks_with_what_to_do(tmp_path: Path) -> None:

@@ -222,3 +222,24 @@ def test_same_links_is_true_only_for_a_tree_of_the_very_same_files(tmp_path: Pat
     os.unlink(copy)
     copy.write_bytes(data)  # the same bytes, but a file of its own
     assert same_links(src, dst) is None
+
+
+def test_on_windows_the_listing_s_size_and_mtime_stand_for_the_file_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Windows listing carries no file id: asking for one opens every file, which a scanner makes slow."""
+    monkeypatch.setattr(osapi, "IS_WINDOWS", True)
+    src = make_archive(tmp_path / "a", "SomeArchive00001", "pkg", "1.0")
+    dst = tmp_path / "b"
+    for dirpath, _dirs, files in os.walk(src):
+        rel = Path(dirpath).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            os.link(Path(dirpath, name), dst / rel / name)
+    assert same_links(src, dst) == len(archive_files(tmp_path / "a", "SomeArchive00001"))
+    copy = dst / "pkg" / "core.py"
+    before = os.stat(copy)
+    os.unlink(copy)
+    copy.write_bytes(b"x" * before.st_size)  # replaced by a file of its own: a new mtime
+    os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    assert same_links(src, dst) is None

@@ -5,8 +5,9 @@ there as seeding would make it; if so it stays, else it is made anew. What seedi
 sweeps away at the end. So after a refresh the cache holds what a fresh seed would hold, nothing else:
 
 - an archive stays only when its tree is the shared archive's, entry for entry: the same names, each file
-  the very same file (a hardlink of the shared one: same inode), each link the same text. A file the
-  job replaced, added or deleted in it fails this (an archive uv never changes);
+  the very same file (a hardlink of the shared one: same inode; on Windows, where a listing carries no
+  file id, the same size and mtime), each link the same text. A file the job replaced, added or deleted in
+  it fails this (an archive uv never changes);
 - a copied file (a pointer, metadata, an index page) stays only when it is a plain file of its own (one
   link) with the shared file's size, mtime and permission bits; uv rewrites these in place, and any write
   gives the file a new mtime, so a file the job changed is copied again. A merge copies the job's newer
@@ -157,7 +158,7 @@ def same_links(src: Path, dst: Path) -> int | None:
     """The number of files in `dst` when its tree is `src`'s with every file hardlinked (the same inode) and
     every link the same text; None when anything differs.
 
-    Directory listings only on POSIX: the inode of each entry comes with the listing (`DirEntry.inode`)."""
+    Directory listings only: the file's identity is what the listing carries (`osapi.listed_as_same_file`)."""
     files = 0
     top = (osapi.extended_path(src, always=True), osapi.extended_path(dst, always=True))
     try:
@@ -181,7 +182,7 @@ def same_links(src: Path, dst: Path) -> int | None:
                     if not b.is_dir(follow_symlinks=False):
                         return None
                     stack.append((a.path, b.path))
-                elif b.is_dir(follow_symlinks=False) or a.inode() != b.inode():
+                elif b.is_dir(follow_symlinks=False) or not osapi.listed_as_same_file(a, b):
                     return None
                 else:
                     files += 1
