@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_cache import osapi
+from ci_cache import fsops, osapi
 from ci_cache.tools.base import SeedRequest, SeedStats
 from ci_cache.tools.uv import UvTool, interpreter_store
 from ci_cache.tools.uv.manifest import Manifest
@@ -243,3 +243,22 @@ def test_on_windows_the_listing_s_size_and_mtime_stand_for_the_file_id(
     copy.write_bytes(b"x" * before.st_size)  # replaced by a file of its own: a new mtime
     os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
     assert same_links(src, dst) is None
+
+
+def test_what_the_refresh_sweeps_away_waits_in_the_job_dir_for_its_delete(
+    caches: Caches, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No process starts for it (on Windows that costs a warm seed most of its time): the job dir, which
+    finish deletes, takes it."""
+    caches.seed()
+    write(caches.job / "builds-v0" / "tmp" / "left.py", "what the job's uv left")
+
+    def no_process(path: Path, env: object = None) -> bool:
+        raise AssertionError(f"a process was started to delete {path}")
+
+    monkeypatch.setattr(osapi, "start_background_delete", no_process)
+    refresh(caches)
+    assert not (caches.job / "builds-v0").exists()
+    (trash,) = [p for p in caches.job.parent.iterdir() if p.name.startswith(fsops.TEMP_PREFIX)]
+    assert (trash / "1" / "tmp" / "left.py").is_file()
+    assert_as_fresh(caches)

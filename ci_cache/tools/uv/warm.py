@@ -16,7 +16,7 @@ sweeps away at the end. So after a refresh the cache holds what a fresh seed wou
   is still the store's file;
 - everything else (what the job added and never merged, temp dirs, builds, environments, lock files, an
   archive the shared cache has pruned) is swept: files deleted, dirs moved into a trash dir beside the
-  cache that a detached process deletes.
+  cache, in the job's dir, which goes with that dir when the job finishes.
 
 A job can defeat the mtime check only on purpose (a write, then the old mtime set back), which is why
 only trusted jobs give their cache to the pool (`ci_cache.pool`): a trusted job can write to the
@@ -141,13 +141,11 @@ class WarmCache:
                         self.clear(Path(entry.path))
                 elif child not in self.files:
                     fsops.unlink(Path(entry.path))
-        if self._trash is not None:
-            if not osapi.start_background_delete(self._trash):
-                fsops.rmtree(self._trash)
-            self._trash = None
 
     def _trash_dir(self) -> Path:
-        """Beside the job cache, in the job's dir: gc reclaims it with the dir if the delete never runs."""
+        """Beside the job cache, in the job's dir, which finish deletes (or gc, for a job that died): no
+        delete of its own, since starting a process costs the job more than the delete (on Windows, 0.1 s
+        and up; under Wine, most of a warm seed's second)."""
         if self._trash is None:
             self._trash = fsops.temp_sibling(self.job)
             fsops.mkdir(self._trash)
