@@ -31,7 +31,7 @@ def job_age(store: Store, key: str, now: float, dirs: list[Path] | None = None) 
     names = jobdirs.listing(store)
     if dirs is None:
         dirs = jobdirs.dirs_of(store, key, names)
-    for path in (*(r.path for r in jobdirs.records(store, key, names)), store.lease(key), *dirs):
+    for path in (*map(jobdirs.record_of, jobdirs.record_dirs(store, key, names)), store.lease(key), *dirs):
         try:
             newest = max(newest, os.lstat(path).st_mtime)
         except OSError:
@@ -60,7 +60,7 @@ def collect(store: Store, *, grace: float, now: float | None = None, background:
             if _reclaim(job_dir, report, background=background, env=env):
                 report.reclaimed_finished.append(str(job_dir))
         _drop_finished_traces(finished, background=background)
-        records = [r.path for r in jobdirs.unfinished_records(store, key, names)]
+        records = [jobdirs.record_of(d) for d in jobdirs.record_dirs(store, key, names, unfinished=True)]
         lease_path = store.lease(key)
         handle = osapi.try_lock(lease_path) if lease_path.exists() else None
         if lease_path.exists() and handle is None:

@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from ci_cache import fsops, osapi
 from ci_cache.errors import CiCacheError
@@ -33,17 +33,6 @@ from ci_cache.store import Store
 FINISHED_SUFFIX = ".finished"
 RECORD_SUFFIX = ".json"
 _GEN_RE = re.compile(r"\.[0-9a-f]{4}\Z")
-
-
-class Record(NamedTuple):
-    """An allocation's record, and the dir it is beside (whether or not that still exists)."""
-
-    job_dir: Path
-    data: dict[str, Any]
-
-    @property
-    def path(self) -> Path:
-        return record_of(self.job_dir)
 
 
 def record_of(job_dir: Path) -> Path:
@@ -63,29 +52,35 @@ def write_record(job_dir: Path, data: dict[str, Any]) -> None:
     fsops.write_atomic(record_of(job_dir), json.dumps(data, indent=2, sort_keys=True).encode(), durable=False)
 
 
-def records(store: Store, key: str, names: Iterable[str]) -> list[Record]:
-    """The records of `key`'s allocations among `names`, newest first (an unreadable one is empty)."""
+def record_dirs(store: Store, key: str, names: Iterable[str], *, unfinished: bool = False) -> list[Path]:
+    """The dirs (whether or not they still exist) of `key`'s allocations whose records are among `names`,
+    from the names alone. `unfinished`: only those not marked finished (a live job's, or a dead one's); a
+    finished job's record is left only when a scan held it at finish, and is gc's to drop."""
+    names = list(names)
     found = []
     for name in names:
         stem = name.removesuffix(RECORD_SUFFIX)
         if stem != name and (stem == key or (stem.startswith(key + ".") and _GEN_RE.fullmatch(stem[len(key):]))):
             job_dir = store.jobs_dir / stem
-            data = read_record(record_of(job_dir)) or {}
-            data.setdefault("dir", str(job_dir))
-            found.append(Record(job_dir, data))
-    return sorted(found, key=lambda r: float(r.data.get("created") or 0), reverse=True)
+            if not (unfinished and is_finished(job_dir, names)):
+                found.append(job_dir)
+    return found
 
 
-def unfinished_records(store: Store, key: str, names: Iterable[str]) -> list[Record]:
-    """The records of `key`'s allocations that are not marked finished (a live job's, or a dead one's),
-    newest first. A finished job's record is left only when a scan held it at finish: gc's to drop."""
-    names = list(names)
-    return [r for r in records(store, key, names) if not is_finished(r.job_dir, names)]
+def unfinished_records(store: Store, key: str, names: Iterable[str]) -> list[dict[str, Any]]:
+    """The records of `key`'s allocations that are not marked finished, read, newest first (an unreadable
+    one is empty); each names its dir (`dir`)."""
+    found = []
+    for job_dir in record_dirs(store, key, names, unfinished=True):
+        data = read_record(record_of(job_dir)) or {}
+        data.setdefault("dir", str(job_dir))
+        found.append(data)
+    return sorted(found, key=lambda r: float(r.get("created") or 0), reverse=True)
 
 
 def current_record(store: Store, key: str) -> dict[str, Any] | None:
     """The newest record of `key` that is not marked finished: its live allocation's, if it has one."""
-    return next((r.data for r in unfinished_records(store, key, listing(store))), None)
+    return next(iter(unfinished_records(store, key, listing(store))), None)
 
 
 def new_dir(store: Store, key: str) -> Path:

@@ -216,7 +216,9 @@ def spawn_detached(argv: list[str], env: Mapping[str, str] | None, *,
             out = write_end if first_line else devnull
             dup2 = os.POSIX_SPAWN_DUP2
             actions = [(dup2, devnull, 0), (dup2, out, 1), (dup2, devnull, 2)]
-            with contextlib.suppress(NotImplementedError):  # no POSIX_SPAWN_SETSID here: subprocess below
+            # A platform without setsid for posix_spawn raises NotImplementedError: then subprocess (below)
+            # starts the helper instead, as on Windows.
+            with contextlib.suppress(NotImplementedError):
                 pid = int(spawn(argv[0], argv, child_env, file_actions=actions, setsid=True))
                 if write_end >= 0:
                     os.close(write_end)

@@ -25,7 +25,7 @@ def owned_record(ctx: Context, *, held: osapi.FileLockHandle | None, token: str 
         raise NothingAllocated(f"job {job!r}: its setup allocated nothing ({TOKEN_VAR}={token.strip()!r}: mode "
                                "off, or the setup failed)")
     names = jobdirs.listing(store)
-    candidates = [r.data for r in jobdirs.unfinished_records(store, key, names)]
+    candidates = jobdirs.unfinished_records(store, key, names)
     # Its own setup's by the token; with none carried, the newest (one id, one job at a time: the lease).
     mine = [r for r in candidates if r.get("token") == token] if token is not None else candidates
     record = next(iter(mine or candidates), None)

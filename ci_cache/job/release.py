@@ -47,7 +47,7 @@ def leftovers(store: Store, key: str) -> list[Path]:
     """The dirs and records of the job's allocations that are not marked finished: a dead or failed setup's."""
     names = jobdirs.listing(store)
     dirs = [d for d in jobdirs.dirs_of(store, key, names) if not jobdirs.is_finished(d, names)]
-    return sorted({*dirs, *(r.job_dir for r in jobdirs.unfinished_records(store, key, names))})
+    return sorted({*dirs, *jobdirs.record_dirs(store, key, names, unfinished=True)})
 
 
 def remove_job(store: Store, key: str, env: Mapping[str, str] | None = None) -> None:
